@@ -1,0 +1,1 @@
+"""Plotting, kept apart from computation: each module turns computed arrays into figures."""
