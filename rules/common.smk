@@ -2,7 +2,10 @@
 import hashlib
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
+
 from clipgeom.config import canonical, validate_config
+from clipgeom.summary import is_paper_setup
 
 validate_config(config, Path(workflow.basedir) / "config" / "schema")
 
@@ -22,6 +25,7 @@ PAIR_STAGES = [
     "conformity",
     "kl_matching",
     "vslerp",
+    "conformity_compare",
 ]
 
 
@@ -108,3 +112,87 @@ def script_code(stage, *modules):
 wildcard_constraints:
     dataset="[A-Za-z0-9][A-Za-z0-9_.-]*",
     model="[A-Za-z0-9][A-Za-z0-9_.-]*",
+
+
+# ------------------------------------------------------------------ data and embedding helpers
+def names_regex(names):
+    """A wildcard regex matching exactly `names` (or nothing when empty)."""
+    import re
+
+    return "|".join(re.escape(n) for n in names) if names else "(?!x)x"
+
+
+def demo_root(dataset):
+    return f"results/demo_data/{dataset}"
+
+
+def dataset_cfg(dataset):
+    return canonical(DATASETS[dataset])
+
+
+def dataset_inputs(wildcards):
+    """Raw input files of a dataset (missing ones fail with a message that says where to put them)."""
+    c = DATASETS[wildcards.dataset]
+    if c["kind"] == "demo":
+        return {"captions": f"{demo_root(wildcards.dataset)}/captions.jsonl",
+                "images": f"{demo_root(wildcards.dataset)}/images"}
+    files = {k: c[k] for k in ("captions", "images") if c.get(k)}
+    if not (c["kind"] == "coco" and c["download"]):
+        for key, path in files.items():
+            if not Path(path).exists() and not path.startswith("results/"):
+                raise WorkflowError(
+                    f"dataset {wildcards.dataset!r}: {key} not found at {path!r}. Put the file there, or "
+                    f"change datasets.{wildcards.dataset}.{key} in the config"
+                    + (", or set download: true to fetch COCO's official archives" if c["kind"] == "coco" else "")
+                )
+    return files
+
+
+def image_root(dataset):
+    c = DATASETS[dataset]
+    return f"{demo_root(dataset)}/images" if c["kind"] == "demo" else c.get("images")
+
+
+def model_cfg(model):
+    return canonical(MODELS[model])
+
+
+def model_files(wildcards):
+    """Local files a model needs: its JSON config and a local checkpoint."""
+    c = MODELS[wildcards.model]
+    files = {}
+    if c["model_config"]:
+        files["model_config"] = c["model_config"]
+    p = c["pretrained"]
+    if p and (c["init_seed"] is not None or Path(p).suffix in (".pt", ".pth", ".bin", ".safetensors")):
+        files["checkpoint"] = p
+    return files
+
+
+def embed_gpus(wildcards):
+    return 0 if MODELS[wildcards.model]["device"] == "cpu" else 1
+
+
+def embeddings_source(wildcards):
+    return DATASETS[wildcards.dataset]["path"]
+
+
+def all_targets():
+    targets = [embeddings_h5(d, m) for d, m in embedding_pairs()]
+    targets += [f"results/{d}/{m}/summary.json" for d, m in analysis_pairs()]
+    targets += ["results/simulations/blur_simulation/metrics.json"]
+    return targets
+
+
+def external_embeddings(wildcards):
+    """{set name: embeddings.h5} of the external sets scored against this dataset with this model.
+
+    Image/caption sets are embedded by the same model; an imported set carries its own
+    model name (the config asserts it came from the same model)."""
+    out = {}
+    for e in external_sets(wildcards.dataset):
+        if DATASETS[e]["kind"] == "embeddings":
+            out[e] = embeddings_h5(e, DATASETS[e]["model"])
+        elif wildcards.model in models_for(e):
+            out[e] = embeddings_h5(e, wildcards.model)
+    return out

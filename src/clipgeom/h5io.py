@@ -126,11 +126,14 @@ def validate_arrays(emb: Embeddings, source: str = "<memory>") -> None:
             raise EmbeddingsFileError(f"{source}: duplicate {name} {vals[counts > 1][:5].tolist()}")
 
 
-def _attr_value(v):
+def attr_value(v):
+    """An HDF5-storable attribute: None -> "none", containers -> JSON, str subclasses -> str."""
     if v is None:
         return "none"
     if isinstance(v, (dict, list, tuple)):
         return json.dumps(v, sort_keys=True)
+    if isinstance(v, str):
+        return str(v)
     return v
 
 
@@ -159,7 +162,7 @@ def write_embeddings(path: str | os.PathLike, emb: Embeddings) -> Path:
             attrs.update(emb.attrs)
             attrs["normalized"] = bool(attrs["normalized"])
             for k, v in attrs.items():
-                f.attrs[k] = _attr_value(v)
+                f.attrs[k] = attr_value(v)
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -80,3 +80,11 @@ def setup_logging(job, name: str = "clipgeom") -> logging.Logger:
         handlers=handlers, force=True,
     )
     return logging.getLogger(name)
+
+
+def log_stream(job=None):
+    """The open stream of the job's log file (for progress bars), or stderr."""
+    for h in logging.getLogger().handlers:
+        if isinstance(h, logging.FileHandler):
+            return h.stream
+    return sys.stderr

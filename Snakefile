@@ -1,0 +1,33 @@
+# The double-ellipsoid geometry of CLIP — from image-caption data to raw CLIP embeddings
+# to one cached analysis stage per claim of the paper.
+#
+#   snakemake --cores 2 --configfile config/demo.yaml     # offline demo
+#   snakemake --cores 8                                   # the paper: COCO val2017 x ViT-B-32/openai
+#
+# See README.md for the outputs, the cluster profile and reruns.
+
+from snakemake.utils import min_version
+
+min_version("9.19")
+
+
+# config/config.yaml (the paper's setup) unless --configfile names another: Snakemake would
+# otherwise merge the two, and the demo would inherit COCO's dataset.
+if not config:
+
+    configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/embed.smk"
+include: "rules/geometry.smk"
+include: "rules/loss.smk"
+include: "rules/conformity.smk"
+include: "rules/summary.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

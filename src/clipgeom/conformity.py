@@ -1,0 +1,352 @@
+"""Conformity (paper §6, Eqs. 9–11; Figs. 8–11, 13).
+
+Conformity of a vector v_j within a set S of N vectors (Eq. 10) is its mean
+cosine similarity to all *other* members::
+
+    C(v_j) = 1/(N-1) · Σ_{k≠j} cos(v_j, v_k)
+
+With unit vectors v̂ and their sum s = Σ_k v̂_k this is exactly::
+
+    C(v_j) = v̂_j · (s − v̂_j) / (N − 1) = (v̂_j · s − ‖v̂_j‖²) / (N − 1)
+
+so the whole set costs O(N·d) instead of O(N²·d).  The same identity measures
+a set A against a different reference set B (:func:`conformity_against`):
+C_B(a) = â · s_B / N_B.
+
+Every function works in float64 and accepts either an array or a *chunk
+source*: a zero-argument callable returning a fresh iterator of row blocks
+(e.g. ``lambda: h5io.iter_embedding_chunks(path, "text", 16384)``).  Every
+computation is two passes over such a source (sum, then per-chunk values), so
+memory stays bounded by one chunk plus O(N) output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+ChunkSource = Callable[[], Iterable[np.ndarray]]
+
+#: rows per block when an in-memory array is processed block-wise
+DEFAULT_CHUNK_ROWS = 16384
+
+
+# ---------------------------------------------------------------------------
+# chunk sources
+# ---------------------------------------------------------------------------
+def array_chunks(x: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> ChunkSource:
+    """A chunk source over an in-memory 2-D array (float64 blocks of ``chunk_rows`` rows)."""
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"expected a 2-D array of row vectors, got shape {x.shape}")
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+
+    def _iter() -> Iterator[np.ndarray]:
+        for start in range(0, x.shape[0], chunk_rows):
+            yield np.asarray(x[start:start + chunk_rows], dtype=np.float64)
+
+    return _iter
+
+
+def _source(x, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> ChunkSource:
+    return x if callable(x) else array_chunks(x, chunk_rows)
+
+
+# ---------------------------------------------------------------------------
+# unit vectors and sums
+# ---------------------------------------------------------------------------
+def unit_rows(x: np.ndarray, row_offset: int = 0) -> np.ndarray:
+    """Rows scaled to unit L2 norm, float64 (v̂ = v / ‖v‖).
+
+    A zero row has no direction: raise ``ValueError`` naming its row
+    (``row_offset`` is added, so a chunk reports its row in the whole file).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+    bad = ~(norms > 0) | ~np.isfinite(norms)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0]) + row_offset
+        raise ValueError(f"row {row} has zero or non-finite norm; its cosine similarity is undefined")
+    return x / norms[:, None]
+
+
+@dataclass
+class SetSums:
+    """First-pass statistics of a set: Σ v̂_k, Σ v_k and N."""
+
+    unit_sum: np.ndarray
+    raw_sum: np.ndarray
+    n: int
+
+    @property
+    def mean(self) -> np.ndarray:
+        """m, the raw mean of the set (Eq. 11 uses it)."""
+        return self.raw_sum / self.n
+
+    @property
+    def unit_mean(self) -> np.ndarray:
+        """The mean of the unit vectors, ū = s / N."""
+        return self.unit_sum / self.n
+
+
+def set_sums(x, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> SetSums:
+    """One pass: unit-vector sum s = Σ_k v̂_k, raw sum Σ_k v_k and the row count."""
+    unit_sum = raw_sum = None
+    n = 0
+    for chunk in _source(x, chunk_rows)():
+        chunk = np.asarray(chunk, dtype=np.float64)
+        if unit_sum is None:
+            unit_sum = np.zeros(chunk.shape[1])
+            raw_sum = np.zeros(chunk.shape[1])
+        unit_sum += unit_rows(chunk, n).sum(axis=0)
+        raw_sum += chunk.sum(axis=0)
+        n += chunk.shape[0]
+    if unit_sum is None:
+        raise ValueError("empty set: no rows to sum")
+    return SetSums(unit_sum=unit_sum, raw_sum=raw_sum, n=n)
+
+
+# ---------------------------------------------------------------------------
+# Eq. 10: exact conformity
+# ---------------------------------------------------------------------------
+def conformity_from_sum(u: np.ndarray, unit_sum: np.ndarray, n: int) -> np.ndarray:
+    """Eq. 10 for unit rows ``u`` that are members of a set with unit sum ``unit_sum`` and size ``n``.
+
+    C(v_j) = (v̂_j · s − v̂_j · v̂_j) / (n − 1): the self term is removed with the
+    row's own squared norm (1 up to rounding), which keeps the identity exact.
+    """
+    if n < 2:
+        raise ValueError(f"conformity needs at least 2 vectors in the set, got {n}")
+    u = np.asarray(u, dtype=np.float64)
+    return (u @ unit_sum - np.einsum("ij,ij->i", u, u)) / (n - 1)
+
+
+def conformity(x, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> np.ndarray:
+    """Eq. 10, exact conformity of every row within its own set, O(N·d).
+
+    C(v_j) = E_{k≠j}[cos(v_j, v_k)] = v̂_j · (Σ_k v̂_k − v̂_j) / (N − 1).
+    ``x``: an (N, d) array or a chunk source (two passes over it).
+    """
+    return conformity_and_cosine(x, chunk_rows)[0]
+
+
+def conformity_and_cosine(x, chunk_rows: int = DEFAULT_CHUNK_ROWS):
+    """Eq. 10 and cos(m, v_j) in two passes: returns ``(C, cos_to_mean, SetSums)``.
+
+    ``m`` is the raw mean of the set (Eq. 11's regressor).
+    """
+    src = _source(x, chunk_rows)
+    sums = set_sums(src)
+    m = sums.mean
+    m_norm = float(np.linalg.norm(m))
+    if not m_norm > 0:
+        raise ValueError("the set's mean vector is zero; cos(m, v) is undefined")
+    conf, cos_m = [], []
+    start = 0
+    for chunk in src():
+        u = unit_rows(chunk, start)
+        conf.append(conformity_from_sum(u, sums.unit_sum, sums.n))
+        cos_m.append(u @ m / m_norm)
+        start += u.shape[0]
+    if start != sums.n:
+        raise ValueError(f"the chunk source changed between passes ({sums.n} then {start} rows)")
+    return np.concatenate(conf), np.concatenate(cos_m), sums
+
+
+def conformity_against(x, reference: SetSums, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> np.ndarray:
+    """Eq. 10 measured against a *different* reference set B (x is not part of B).
+
+    C_B(a) = E_{k∈B}[cos(a, b_k)] = â · s_B / N_B, with s_B = Σ_{k∈B} b̂_k (``reference.unit_sum``).
+    Used to score external sets (generated images or captions) against a dataset (Fig. 13).
+    """
+    out = []
+    start = 0
+    for chunk in _source(x, chunk_rows)():
+        u = unit_rows(chunk, start)
+        out.append(u @ reference.unit_sum / reference.n)
+        start += u.shape[0]
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def cross_conformity(a, b, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> np.ndarray:
+    """Conformity of every row of set A measured w.r.t. set B (Eq. 10 with the mean over B)."""
+    return conformity_against(a, set_sums(b, chunk_rows), chunk_rows)
+
+
+# ---------------------------------------------------------------------------
+# Eq. 11: estimated conformity
+# ---------------------------------------------------------------------------
+def cosine_to(x: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """cos(m, v_j) for every row v_j of ``x``."""
+    m = np.asarray(m, dtype=np.float64)
+    return unit_rows(x) @ (m / np.linalg.norm(m))
+
+
+@dataclass
+class ConformityFit:
+    """Eq. 11 coefficients: Ĉ = a·cos(m, v) + b, and Pearson r between C and cos(m, v)."""
+
+    a: float
+    b: float
+    pearson: float
+
+    def predict(self, cos_m: np.ndarray) -> np.ndarray:
+        return estimated_conformity(cos_m, self.a, self.b)
+
+
+def estimated_conformity(cos_m: np.ndarray, a: float, b: float) -> np.ndarray:
+    """Eq. 11: Ĉ(v_j) = a·cos(m, v_j) + b."""
+    return a * np.asarray(cos_m, dtype=np.float64) + b
+
+
+def fit_estimated_conformity(conf: np.ndarray, cos_m: np.ndarray) -> ConformityFit:
+    """Least-squares a, b of Eq. 11 (C ≈ a·cos(m, v) + b) and the Pearson r of C with cos(m, v).
+
+    (Ĉ is affine in cos(m, v), so Pearson(C, Ĉ) = Pearson(C, cos(m, v)) for a > 0.)
+    """
+    conf = np.asarray(conf, dtype=np.float64)
+    cos_m = np.asarray(cos_m, dtype=np.float64)
+    if conf.shape != cos_m.shape or conf.ndim != 1:
+        raise ValueError(f"conformity and cosine must be 1-D of equal length, got {conf.shape} and {cos_m.shape}")
+    if conf.size < 2:
+        raise ValueError("the fit needs at least 2 samples")
+    design = np.column_stack([cos_m, np.ones_like(cos_m)])
+    (a, b), *_ = np.linalg.lstsq(design, conf, rcond=None)
+    return ConformityFit(a=float(a), b=float(b), pearson=pearson(conf, cos_m))
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson correlation coefficient (NaN when either input is constant)."""
+    x = np.asarray(x, dtype=np.float64) - np.mean(x)
+    y = np.asarray(y, dtype=np.float64) - np.mean(y)
+    den = np.sqrt((x @ x) * (y @ y))
+    return float(x @ y / den) if den > 0 else float("nan")
+
+
+# ---------------------------------------------------------------------------
+# Eq. 9: conformity of shifted embeddings (v − α·m)
+# ---------------------------------------------------------------------------
+def shift(x: np.ndarray, alpha: float, m: np.ndarray) -> np.ndarray:
+    """Eq. 9: v' = v − α·m (applied to every row)."""
+    return np.asarray(x, dtype=np.float64) - alpha * np.asarray(m, dtype=np.float64)
+
+
+def _shifted_norms(chunk: np.ndarray, alphas: np.ndarray, m: np.ndarray, row_offset: int):
+    """‖v − α m‖ for every row and α, from ‖v‖², v·m and ‖m‖² (expanded quadratically)."""
+    sq = np.einsum("ij,ij->i", chunk, chunk)
+    g = chunk @ m
+    sq_shift = sq[:, None] - 2.0 * g[:, None] * alphas[None, :] + (alphas ** 2)[None, :] * (m @ m)
+    norms = np.sqrt(np.maximum(sq_shift, 0.0))
+    bad = ~(norms > 0)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise ValueError(f"row {int(r) + row_offset} shifted by alpha={alphas[c]:g} has zero norm")
+    return norms, g
+
+
+def shifted_conformity(x, alphas: Sequence[float], m: np.ndarray | None = None,
+                       chunk_rows: int = DEFAULT_CHUNK_ROWS) -> np.ndarray:
+    """Eq. 10 of the shifted set {v_j − α·m} (Eq. 9) for every α, without forming the shifted copies.
+
+    With n_j(α) = ‖v_j − α m‖ (from ‖v_j‖², v_j·m, ‖m‖²) and w_j = 1/n_j the
+    shifted unit sum is s(α) = Σ_j w_j v_j − α m Σ_j w_j, and
+    v̂_j(α)·s(α) = (v_j·s(α) − α m·s(α)) / n_j(α): O(N·d) per α.
+    ``m`` defaults to the set's raw mean (Eq. 9's m_i).  Returns (len(alphas), N).
+    """
+    src = _source(x, chunk_rows)
+    alphas = np.asarray(alphas, dtype=np.float64).reshape(-1)
+    if m is None:
+        m = set_sums(src).mean
+    m = np.asarray(m, dtype=np.float64)
+    # pass 1: shifted unit sums s(α), one column per α
+    s = None
+    n = 0
+    for chunk in src():
+        chunk = np.asarray(chunk, dtype=np.float64)
+        norms, _ = _shifted_norms(chunk, alphas, m, n)
+        w = 1.0 / norms                                       # (c, A)
+        part = chunk.T @ w - np.outer(m, alphas * w.sum(axis=0))  # (d, A)
+        s = part if s is None else s + part
+        n += chunk.shape[0]
+    if n < 2:
+        raise ValueError(f"conformity needs at least 2 vectors in the set, got {n}")
+    ms = m @ s                                                 # (A,)
+    # pass 2: per-chunk conformity for every α
+    out = []
+    start = 0
+    for chunk in src():
+        chunk = np.asarray(chunk, dtype=np.float64)
+        norms, g = _shifted_norms(chunk, alphas, m, start)
+        dot = (chunk @ s - alphas[None, :] * ms[None, :]) / norms
+        # ‖v̂_j(α)‖² computed the same way (1 up to rounding)
+        sq = np.einsum("ij,ij->i", chunk, chunk)
+        self_sq = (sq[:, None] - 2.0 * alphas[None, :] * g[:, None]
+                   + (alphas ** 2)[None, :] * (m @ m)) / norms ** 2
+        out.append(((dot - self_sq) / (n - 1)).T)
+        start += chunk.shape[0]
+    return np.concatenate(out, axis=1)
+
+
+# ---------------------------------------------------------------------------
+# distributions and KL divergence (Figs. 10–11)
+# ---------------------------------------------------------------------------
+def shared_bins(*samples: np.ndarray, bins: int = 50) -> np.ndarray:
+    """``bins + 1`` equal-width edges spanning the union of all samples' ranges."""
+    if bins < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
+    vals = [np.asarray(s, dtype=np.float64) for s in samples if np.size(s)]
+    if not vals:
+        raise ValueError("no samples to bin")
+    lo = min(float(v.min()) for v in vals)
+    hi = max(float(v.max()) for v in vals)
+    if hi <= lo:  # all values equal: a unit-width bin around them
+        lo, hi = lo - 0.5, hi + 0.5
+    return np.linspace(lo, hi, bins + 1)
+
+
+def histogram_probs(sample: np.ndarray, edges: np.ndarray, pseudocount: float = 0.5) -> np.ndarray:
+    """Bin probabilities (counts + ``pseudocount`` per bin, normalised); values outside the edges are clipped in."""
+    sample = np.clip(np.asarray(sample, dtype=np.float64), edges[0], edges[-1])
+    counts = np.histogram(sample, bins=edges)[0].astype(np.float64) + pseudocount
+    total = counts.sum()
+    if not total > 0:
+        raise ValueError("empty histogram and zero pseudocount: probabilities undefined")
+    return counts / total
+
+
+def kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
+    """KL(P‖Q) = Σ p·log(p/q) in nats for discrete distributions (terms with p = 0 contribute 0)."""
+    p = np.asarray(p, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    nz = p > 0
+    if np.any(q[nz] <= 0):
+        return float("inf")
+    return float(np.sum(p[nz] * np.log(p[nz] / q[nz])))
+
+
+def histogram_kl(p_sample: np.ndarray, q_sample: np.ndarray, bins: int = 50,
+                 pseudocount: float = 0.5) -> float:
+    """KL(P‖Q) between two samples' histograms on shared bins (:func:`shared_bins`) with
+    ``pseudocount`` added to every bin of both (:func:`histogram_probs`)."""
+    edges = shared_bins(p_sample, q_sample, bins=bins)
+    return kl_divergence(histogram_probs(p_sample, edges, pseudocount),
+                         histogram_probs(q_sample, edges, pseudocount))
+
+
+def alpha_grid(start: float = -1.0, stop: float = 1.0, step: float = 0.1) -> np.ndarray:
+    """start, start+step, ..., stop (inclusive, rounded to 10 decimals, no −0.0)."""
+    if step <= 0:
+        raise ValueError(f"alpha step must be > 0, got {step}")
+    if stop < start:
+        raise ValueError(f"alpha stop ({stop}) is below start ({start})")
+    n = int(np.floor((stop - start) / step + 1e-9)) + 1
+    return np.round(start + step * np.arange(n), 10) + 0.0
+
+
+def kl_curve(image_conf_by_alpha: np.ndarray, text_conf: np.ndarray, bins: int = 50,
+             pseudocount: float = 0.5) -> np.ndarray:
+    """KL(image(α) ‖ text) for each row of ``image_conf_by_alpha`` (Fig. 11); bins shared per α."""
+    return np.array([histogram_kl(row, text_conf, bins, pseudocount) for row in image_conf_by_alpha])

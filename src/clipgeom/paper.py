@@ -1,0 +1,1 @@
+PAPER_VALUES = {}  # placeholder: the geometry engineer writes this file
