@@ -153,6 +153,17 @@ def image_root(dataset):
     return f"{demo_root(dataset)}/images" if c["kind"] == "demo" else c.get("images")
 
 
+def _model_config_path(p):
+    """A relative model_config resolves against the working directory, else against the repository."""
+    if p and not Path(p).exists() and (ROOT / p).exists():
+        return str(ROOT / p)
+    return p
+
+
+for _c in MODELS.values():
+    _c["model_config"] = _model_config_path(_c["model_config"])
+
+
 def model_cfg(model):
     return canonical(MODELS[model])
 

@@ -22,6 +22,10 @@
 # jobacct_gather/none. There is no slurmdbd, so `sacct` does not work: callers must poll with
 # squeue (the snakemake SLURM executor: --slurm-status-command squeue); MinJobAge=600 keeps
 # finished jobs visible to squeue/scontrol for 10 minutes.
+# Inside a job, snakemake's slurm-jobstep executor starts `srun` with every SLURM_* variable
+# but a few removed — SLURM_CONF included — so srun only finds the default config
+# /etc/slurm/slurm.conf: `start` links that to our slurm.conf (only if it is absent or already
+# our link; it refuses to replace a real one) and `stop` removes the link again.
 set -euo pipefail
 
 STATE_DIR="${CLIPGEOM_SLURM_DIR:-/tmp/clipgeom-slurm}"
@@ -35,6 +39,8 @@ LOG="$STATE_DIR/log"
 MUNGE_DIR="$STATE_DIR/munge"
 MUNGE_SOCKET="$MUNGE_DIR/munge.socket"
 NODE="$(hostname -s)"
+
+SYSTEM_CONF=/etc/slurm/slurm.conf
 
 MUNGED=/usr/sbin/munged
 SLURMCTLD=/usr/sbin/slurmctld
@@ -130,6 +136,8 @@ AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 MpiDefault=none
 SwitchType=switch/none
+# Reject at submission (not pend forever) a job the node can never run, e.g. more CPUs than it has.
+EnforcePartLimits=ALL
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
@@ -159,6 +167,29 @@ setup_munge() {
         fi
     fi
     chmod 0600 "$MUNGE_DIR/munge.key"
+}
+
+# srun inside jobs runs without SLURM_CONF (see the header): point the default path at ours.
+link_system_conf() {
+    if [[ -L $SYSTEM_CONF && "$(readlink "$SYSTEM_CONF")" == "$CONF" ]]; then return 0; fi
+    if [[ -e $SYSTEM_CONF || -L $SYSTEM_CONF ]]; then
+        if [[ -L $SYSTEM_CONF && "$(readlink "$SYSTEM_CONF")" == */clipgeom-slurm*/slurm.conf \
+              && ! -e "$(readlink "$SYSTEM_CONF")" ]]; then
+            rm -f "$SYSTEM_CONF"   # dangling link left by an earlier run of this script
+        else
+            die "$SYSTEM_CONF exists and is not this script's link; this machine seems to have its own SLURM. Jobs' inner srun reads that file (snakemake's jobstep executor drops SLURM_CONF), so a private test cluster cannot work here."
+        fi
+    fi
+    mkdir -p "$(dirname "$SYSTEM_CONF")"
+    ln -s "$CONF" "$SYSTEM_CONF"
+    say "linked $SYSTEM_CONF -> $CONF"
+}
+
+unlink_system_conf() {
+    if [[ -L $SYSTEM_CONF && "$(readlink "$SYSTEM_CONF")" == "$CONF" ]]; then
+        rm -f "$SYSTEM_CONF"
+        say "removed link $SYSTEM_CONF"
+    fi
 }
 
 # ---------------------------------------------------------------- daemons
@@ -230,6 +261,7 @@ cmd_start() {
     mkdir -p "$STATE_DIR" "$RUN" "$LOG"
     if all_running && [[ -f $CONF ]]; then
         say "already running"
+        link_system_conf
         wait_node_idle
         print_env
         return 0
@@ -242,6 +274,7 @@ cmd_start() {
     running slurmctld && stop_daemon slurmctld
     setup_munge
     write_config
+    link_system_conf
     start_daemon munged -F --key-file="$MUNGE_DIR/munge.key" --socket="$MUNGE_SOCKET" \
         --pid-file="$RUN/munged.self.pid" --log-file="$LOG/munged.log" --seed-file="$MUNGE_DIR/munge.seed" --force
     local i
@@ -265,10 +298,11 @@ cmd_start() {
 cmd_stop() {
     local any=0 n
     for n in slurmd slurmctld munged; do [[ -e $(pidfile "$n") ]] && any=1; done
-    if ((any == 0)); then say "nothing to stop (no pid files in $RUN)"; return 0; fi
+    if ((any == 0)); then say "nothing to stop (no pid files in $RUN)"; unlink_system_conf; return 0; fi
     stop_daemon slurmd
     stop_daemon slurmctld
     stop_daemon munged
+    unlink_system_conf
 }
 
 cmd_status() {

@@ -688,12 +688,13 @@ def compute_thin_shell(path, p: dict, log: logging.Logger | None = None) -> Stag
                 "quantiles": _quantiles(raw),
             },
         }
-        cols["modality"] += [mod] * acc.n
-        cols["row"] += list(range(acc.n))
-        cols["norm_raw"] += raw.tolist()
-        cols["norm_centred"] += cn.tolist()
+        cols["modality"].append(np.full(acc.n, mod, dtype=object))
+        cols["row"].append(np.arange(acc.n))
+        cols["norm_raw"].append(raw)
+        cols["norm_centred"].append(cn)
         plot[mod] = {"norm_raw": raw, "norm_centred": cn, "feat_edges": h.edges, "feat_counts": h.counts,
                      "mu_norm": ts["mu_norm"], "rms_norm": ts["rms_norm"]}
+    cols = {k: np.concatenate(v) for k, v in cols.items()}
     details["n_features_histogram"] = nf
     details["conventions"] = ("population moments (ddof 0); rms_norm = sqrt(tr C) = sqrt(E||x~||^2); "
                               "rel_error = (rms_norm - mu_norm) / rms_norm")
@@ -781,7 +782,7 @@ def compute_covariance(path, p: dict, log: logging.Logger | None = None) -> Stag
             log.info("%s whitened: mean ||z|| %.4g (chi mean %.4g), KS %.3g, median excess kurtosis %.3g",
                      mod, zn.mean(), chi_mean(k) if k else float("nan"),
                      ks.statistic if ks else float("nan"), np.median(kurt))
-            plot[mod].update(whitened_norm=zn, kurtosis=kurt, kept_dims=k)
+            plot[mod].update(whitened_norm=zn, kurtosis=kurt, kept_dims=k, degenerate=degenerate)
             kc = np.full(d, np.nan)
             kc[:k] = kurt
             cols[f"whitened_kurtosis_{mod}"] = kc
@@ -847,9 +848,10 @@ def compute_origin_distance(path, p: dict, log: logging.Logger | None = None) ->
         log.info("%s: median ||v|| %.4g, median cosine distance from ROOT %.4g, %.1f%% within %g",
                  mod, summary[mod]["median_origin_distance"], summary[mod]["median_root_cosine_distance"],
                  100 * frac, thr)
-        cols["modality"] += [mod] * acc.n
-        cols["row"] += list(range(acc.n))
-        cols["origin_distance"] += norms.tolist()
-        cols["root_cosine_distance"] += cd.tolist()
+        cols["modality"].append(np.full(acc.n, mod, dtype=object))
+        cols["row"].append(np.arange(acc.n))
+        cols["origin_distance"].append(norms)
+        cols["root_cosine_distance"].append(cd)
         plot[mod] = {"origin_distance": norms, "root_cosine_distance": cd[ok]}
+    cols = {k: np.concatenate(v) for k, v in cols.items()}
     return StageResult(summary, details, cols, plot)

@@ -40,7 +40,7 @@ def main(job):
         fit = cf.fit_estimated_conformity(conf, cos_m)
         est = fit.predict(cos_m)
         inv = cf.fit_estimated_conformity(cos_m, conf)  # cos(m, v) ≈ a'·C + b', for comparison only
-        log.info("%s: N=%d d=%d  Pearson(C, Ĉ)=%.6f  a=%.4f  b=%+.5f  mean C=%.4f",
+        log.info("%s: N=%d d=%d  Pearson(C, Ĉ)=%.9f  a=%.4f  b=%+.5f  mean C=%.4f  std C=%.4f",
                  mod, n, d, fit.pearson, fit.a, fit.b, conf.mean(), conf.std())
         summary[mod] = {"pearson": fit.pearson, "a": fit.a, "b": fit.b,
                         "mean": float(conf.mean()), "std": float(conf.std())}

@@ -113,15 +113,12 @@ def extremes_images(most: Sequence[Mapping], least: Sequence[Mapping]) -> plt.Fi
 
 def extremes_captions(most: Sequence[Mapping], least: Sequence[Mapping]) -> plt.Figure:
     """Fig. 8 (captions): the most and least conforming captions with their C."""
-    fig, ax = plt.subplots(figsize=(8.5, 0.42 * (len(most) + len(least)) + 1.4))
-    ax.axis("off")
-    lines = ["Most conforming captions"]
-    lines += [f"  {it['value']:.4f}  {_short(it['label'])}" for it in most]
-    lines += ["", "Least conforming captions"]
-    lines += [f"  {it['value']:.4f}  {_short(it['label'])}" for it in least]
-    ax.text(0.0, 1.0, "\n".join(lines), va="top", ha="left", fontsize=8, family="monospace",
-            transform=ax.transAxes)
-    fig.tight_layout()
+    lines = ["Most conforming captions (C, caption)"]
+    lines += [f"  {it['value']:.4f}  {_short(it['label'])}" for it in most] or ["  (no captions)"]
+    lines += ["", "Least conforming captions (C, caption)"]
+    lines += [f"  {it['value']:.4f}  {_short(it['label'])}" for it in least] or ["  (no captions)"]
+    fig = plt.figure(figsize=(8.5, 0.16 * len(lines) + 0.3))
+    fig.text(0.01, 0.98, "\n".join(lines), va="top", ha="left", fontsize=8, family="monospace")
     return fig
 
 

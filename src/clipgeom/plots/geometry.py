@@ -217,7 +217,7 @@ def plot_eigen_spectrum(per_mod: dict, label: str = ""):
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for mod in ("image", "text"):
         e = np.asarray(per_mod[mod]["eig"], float)
-        pos = e > 0
+        pos = e > (e[0] * 1e-12 if e.size else 0)
         ax.plot(np.arange(1, e.size + 1)[pos], e[pos], color=COLORS[mod],
                 label=f"{mod}: eff. rank {per_mod[mod]['effective_rank']:.1f}, "
                       f"PR {per_mod[mod]['participation_ratio']:.1f}")
@@ -239,18 +239,30 @@ def plot_whitening(per_mod: dict, bins: int = 60, label: str = ""):
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     ax = axes[0]
+    lo, hi = np.inf, -np.inf
     for mod in ("image", "text"):
         zn = _finite(per_mod[mod]["whitened_norm"])
         k = int(per_mod[mod]["kept_dims"])
-        ax.hist(zn, bins=bins, density=True, alpha=0.5, color=COLORS[mod], label=f"{mod} (k = {k})")
-        if k > 0:
-            lo, hi = stats.chi.ppf([1e-4, 1 - 1e-4], k)
+        if zn.size:
             lo, hi = min(lo, zn.min()), max(hi, zn.max())
+        if k > 0:
+            a, b = stats.chi.ppf([1e-4, 1 - 1e-4], k)
+            lo, hi = min(lo, a), max(hi, b)
+    edges = np.linspace(lo, hi, bins + 1) if np.isfinite(lo) and hi > lo else bins
+    degenerate = []
+    for mod in ("image", "text"):
+        zn = _finite(per_mod[mod]["whitened_norm"])
+        k = int(per_mod[mod]["kept_dims"])
+        if per_mod[mod].get("degenerate"):
+            degenerate.append(mod)
+        ax.hist(zn, bins=edges, density=True, alpha=0.5, color=COLORS[mod], label=f"{mod} (k = {k})")
+        if k > 0:
             t = np.linspace(lo, hi, 400)
             ax.plot(t, stats.chi.pdf(t, k), color=COLORS[mod], ls="--", lw=1, label=f"chi({k})")
     ax.set_xlabel("‖z‖ (whitened)")
     ax.set_ylabel("density")
-    ax.set_title("Whitened norms vs chi", fontsize=9)
+    ax.set_title("Whitened norms vs chi" + (f" — N ≤ d for {', '.join(degenerate)}: degenerate"
+                                           if degenerate else ""), fontsize=9)
     ax.legend(fontsize=7)
     ax = axes[1]
     allk = np.concatenate([_finite(per_mod[m]["kurtosis"]) for m in ("image", "text")])
@@ -306,4 +318,13 @@ def plot_root_distance(per_mod: dict, threshold: float, bins: int = 60, label: s
     ax.set_title(f"Cosine distance from [ROOT] {label}".strip(), fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def placeholder(message: str):
+    """A figure that only says why there is nothing to show (a declared output that was switched off)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 1.5))
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=10)
     return fig

@@ -1,0 +1,553 @@
+"""The CLIP loss on a double ellipsoid (paper §5: Eqs. 7-9, Fig. 6, Property 6).
+
+Conventions used throughout
+---------------------------
+* A batch holds ``M`` pairs: image row ``j`` of ``image`` is paired with text row ``j`` of ``text``.
+* The logit matrix ``S`` has one row per image and one column per text: ``S[j, k] = logit(image j, text k)``.
+  Geometries (``logits``):
+
+  - ``cosine``       ``S = scale * cos(x_j, y_k)``: CLIP; the vectors are L2-normalised *after* any shift
+                     (Eq. 7 with ``1/tau = scale``);
+  - ``euclidean``    ``S = -scale * ||x_j - y_k||`` on unnormalised vectors (EuCLIP);
+  - ``sq_euclidean`` ``S = -scale * ||x_j - y_k||**2`` on unnormalised vectors (EuCLIP's code, squared form).
+
+* Per-pair terms (Eq. 8 split pair by pair)::
+
+      alignment_j  = -S[j, j]
+      uniformity_j = 1/2 log sum_k exp S[j, k]   (image j against every text)
+                   + 1/2 log sum_k exp S[k, j]   (text j against every image)
+      loss_j       = alignment_j + uniformity_j          and   Eq. 7 = mean_j loss_j.
+
+* "Correctly classified" (default ``image_to_text``): the matched caption is the image's top-1, i.e.
+  ``S[j, j] >= max_k S[j, k]`` (an exact tie counts as correct). ``text_to_image`` uses the column
+  instead, ``both`` needs both. The loss (alignment, uniformity) of a subset is the mean of the per-pair
+  terms over the subset, with every softmax still taken over the whole batch; so the subset means,
+  weighted by their sizes, recombine to the all-pairs value.
+* Retrieval accuracy: image-to-text recall@1 (``accuracy_i2t``) and text-to-image recall@1
+  (``accuracy_t2i``) inside the batch, with the same tie rule.
+* Shift (Eq. 9): ``v' = v - alpha * m`` with ``m`` the mean of the RAW embeddings of that modality over
+  the whole set (every row of the embeddings file), applied to one modality; the other is unchanged.
+
+The fast sweep (:func:`sweep_pair_terms`) uses that a shift changes every raw dot product affinely
+and every squared norm quadratically in alpha, so one product ``X Y^T`` per row block serves the whole
+alpha grid; :func:`direct_pair_terms` is the slow reference (recompute, renormalise, full float64 softmax).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+GEOMETRIES = ("cosine", "euclidean", "sq_euclidean")
+SHIFTS = ("image", "text")
+CORRECT_BY = ("image_to_text", "text_to_image", "both")
+CAPTION_POLICIES = ("first", "random")
+_TINY_NORM = 1e-12
+
+
+# ----------------------------------------------------------------------------- the equations
+def shift_embeddings(v: np.ndarray, m: np.ndarray, alpha: float) -> np.ndarray:
+    """Eq. 9: ``v' = v - alpha * m`` for every row of ``v`` (``m`` the modality mean of the raw vectors).
+
+    ``alpha = 0`` is CLIP as trained; ``alpha = 1`` centres the modality at the origin. No normalisation
+    here: the cosine geometry normalises the shifted vectors when it forms the logits.
+    """
+    return np.asarray(v, np.float64) - float(alpha) * np.asarray(m, np.float64)[None, :]
+
+
+def logits(image: np.ndarray, text: np.ndarray, scale: float, geometry: str = "cosine") -> np.ndarray:
+    """The logit matrix of Eq. 7 (float64), rows = images, columns = texts.
+
+    ``cosine``: ``scale * <v_i/|v_i|, v_t/|v_t|>`` (Eq. 7, ``scale = 1/tau``); ``euclidean``:
+    ``-scale * |v_i - v_t|``; ``sq_euclidean``: ``-scale * |v_i - v_t|^2`` (EuCLIP, unnormalised vectors).
+    """
+    x = np.asarray(image, np.float64)
+    y = np.asarray(text, np.float64)
+    if geometry == "cosine":
+        xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), _TINY_NORM)
+        yn = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), _TINY_NORM)
+        return float(scale) * (xn @ yn.T)
+    from scipy.spatial.distance import cdist
+
+    if geometry == "euclidean":
+        return -float(scale) * cdist(x, y, "euclidean")
+    if geometry == "sq_euclidean":
+        return -float(scale) * cdist(x, y, "sqeuclidean")
+    raise ValueError(f"unknown geometry {geometry!r}; expected one of {GEOMETRIES}")
+
+
+def _lse(s: np.ndarray, axis: int) -> np.ndarray:
+    from scipy.special import logsumexp
+
+    return logsumexp(s, axis=axis)
+
+
+def clip_loss(s: np.ndarray) -> float:
+    """Eq. 7: the symmetric cross-entropy of a batch whose pair j is (image j, text j).
+
+    ``l = -1/2 E_j[ log softmax_images(S[:, j])_j + log softmax_texts(S[j, :])_j ]`` with ``S`` the logits
+    (rows images, columns texts; for CLIP ``S = v_i . v_t / tau`` on unit vectors).
+    """
+    s = np.asarray(s, np.float64)
+    d = np.diagonal(s)
+    return float(-0.5 * np.mean((d - _lse(s, 0)) + (d - _lse(s, 1))))
+
+
+def alignment_uniformity(s: np.ndarray) -> tuple[float, float]:
+    """Eq. 8: ``(alignment, uniformity)`` with ``alignment + uniformity = clip_loss(s)`` (Eq. 7).
+
+    alignment ``= -E_j[S[j, j]]``; uniformity ``= E_k[1/2 log sum_j e^{S[k, j]} + 1/2 log sum_j e^{S[j, k]}]``.
+    """
+    s = np.asarray(s, np.float64)
+    align = -float(np.mean(np.diagonal(s)))
+    unif = float(np.mean(0.5 * _lse(s, 1) + 0.5 * _lse(s, 0)))
+    return align, unif
+
+
+# ----------------------------------------------------------------------------- per-pair terms
+@dataclass
+class PairTerms:
+    """Per-alpha, per-pair pieces of Eqs. 7-8 for one batch, one geometry, one shifted modality.
+
+    Arrays are ``(n_alpha, M)``: ``diag = S[j, j]``, ``row_lse = log sum_k e^{S[j, k]}``,
+    ``col_lse = log sum_k e^{S[k, j]}``, ``i2t``/``t2i`` whether pair j is retrieved at top-1.
+    """
+
+    alphas: np.ndarray
+    diag: np.ndarray
+    row_lse: np.ndarray
+    col_lse: np.ndarray
+    i2t: np.ndarray
+    t2i: np.ndarray
+    info: dict = field(default_factory=dict)
+
+    @property
+    def alignment(self) -> np.ndarray:
+        return -self.diag
+
+    @property
+    def uniformity(self) -> np.ndarray:
+        return 0.5 * (self.row_lse + self.col_lse)
+
+    @property
+    def loss(self) -> np.ndarray:
+        return self.alignment + self.uniformity
+
+    def correct(self, correct_by: str = "image_to_text") -> np.ndarray:
+        if correct_by == "image_to_text":
+            return self.i2t
+        if correct_by == "text_to_image":
+            return self.t2i
+        if correct_by == "both":
+            return self.i2t & self.t2i
+        raise ValueError(f"unknown correct_by {correct_by!r}; expected one of {CORRECT_BY}")
+
+
+def _terms_from_logits(s: np.ndarray) -> tuple[np.ndarray, ...]:
+    d = np.diagonal(s).copy()
+    return d, _lse(s, 1), _lse(s, 0), d >= s.max(axis=1), d >= s.max(axis=0)
+
+
+def direct_pair_terms(image, text, alphas, *, scale: float, mean: np.ndarray, geometry: str = "cosine",
+                      shift: str = "image") -> PairTerms:
+    """Reference for the sweep: for every alpha shift one modality (Eq. 9), re-form the logits from scratch
+    (:func:`logits`, renormalising for cosine) and take full float64 log-sum-exps. O(alpha * M^2 * d)."""
+    if shift not in SHIFTS:
+        raise ValueError(f"unknown shift {shift!r}; expected one of {SHIFTS}")
+    x = np.asarray(image, np.float64)
+    y = np.asarray(text, np.float64)
+    alphas = np.asarray(alphas, np.float64)
+    out = [np.empty((len(alphas), len(x))) for _ in range(3)] + [np.empty((len(alphas), len(x)), bool)
+                                                                  for _ in range(2)]
+    for a, alpha in enumerate(alphas):
+        xs, ys = (shift_embeddings(x, mean, alpha), y) if shift == "image" else (x, shift_embeddings(y, mean, alpha))
+        for arr, val in zip(out, _terms_from_logits(logits(xs, ys, scale, geometry))):
+            arr[a] = val
+    return PairTerms(alphas, *out)
+
+
+# ----------------------------------------------------------------------------- the fast sweep
+def _spec_vectors(geometry, shift, alphas, scale, v, torch):
+    """Per-alpha row/column vectors that turn a block's base matrix into the logits (all float64).
+
+    Returns ``(base, row_add, col_add, row_mul, col_mul, post_scale)``: the logits of a block are
+    ``((base + row_add[:, None] + col_add[None, :]) * row_mul[:, None] * col_mul[None, :])``, then for
+    ``euclidean`` ``-scale * sqrt(max(., 0))``. Missing vectors are ``None``.
+    """
+    al = torch.as_tensor(alphas, dtype=torch.float64, device=v["nx"].device)[:, None]  # (A, 1)
+    if geometry == "cosine":
+        nx, ny = v["nx"], v["ny"]
+        if shift == "image":  # x' = x - a m:  S = scale * (G - a y.m) / (|x'| |y|)
+            a, b, mm = v["a_image"], v["b_image"], v["mm_image"]
+            p = scale / torch.sqrt(torch.clamp(nx[None] - 2 * al * a[None] + al ** 2 * mm, min=_TINY_NORM ** 2))
+            q = 1.0 / torch.sqrt(torch.clamp(ny, min=_TINY_NORM ** 2))
+            return "Gq", None, -al * (b * q)[None], p, None, None
+        a, b, mm = v["a_text"], v["b_text"], v["mm_text"]  # y' = y - a m: S = scale * (G - a x.m) / (|x| |y'|)
+        p0 = scale / torch.sqrt(torch.clamp(nx, min=_TINY_NORM ** 2))
+        q = 1.0 / torch.sqrt(torch.clamp(ny[None] - 2 * al * b[None] + al ** 2 * mm, min=_TINY_NORM ** 2))
+        return "Gp", -al * (a * p0)[None], None, None, q, None
+    # Euclidean family, in coordinates translated by a common centre (distances do not change):
+    # |x - a m - y|^2 = |x|^2 + |y|^2 - 2 G - 2a x.m + 2a y.m + a^2 |m|^2  (image shift), text: signs of a flip.
+    nx, ny = v["nxc"], v["nyc"]
+    if shift == "image":
+        a, b, mm = v["ac_image"], v["bc_image"], v["mm_image"]
+        r = nx[None] - 2 * al * a[None] + al ** 2 * mm
+        c = ny[None] + 2 * al * b[None]
+    else:
+        a, b, mm = v["ac_text"], v["bc_text"], v["mm_text"]
+        r = nx[None] + 2 * al * a[None]
+        c = ny[None] - 2 * al * b[None] + al ** 2 * mm
+    if geometry == "sq_euclidean":
+        return "H2", -scale * r, -scale * c, None, None, None
+    if geometry == "euclidean":
+        return "Hm", r, c, None, None, -scale
+    raise ValueError(f"unknown geometry {geometry!r}; expected one of {GEOMETRIES}")
+
+
+def _block_logits(spec, a, base, rows, cols, out, torch):
+    """Write the logits of one (row block, column set) for alpha index ``a`` into ``out`` (in place)."""
+    _, row_add, col_add, row_mul, col_mul, post = spec
+    dt = out.dtype
+    ra = None if row_add is None else row_add[a, rows].to(dt)
+    ca = None if col_add is None else col_add[a, cols].to(dt)
+    if ra is not None and ca is not None:
+        torch.add(base, ra[:, None], out=out)
+        out.add_(ca[None, :])
+    elif ra is not None:
+        torch.add(base, ra[:, None], out=out)
+    elif ca is not None:
+        torch.add(base, ca[None, :], out=out)
+    else:
+        out.copy_(base)
+    if row_mul is not None:
+        out.mul_(row_mul[a, rows].to(dt)[:, None])
+    if col_mul is not None:
+        out.mul_(col_mul[a, cols].to(dt)[None, :])
+    if post is not None:
+        out.clamp_(min=0).sqrt_().mul_(post)
+    return out
+
+
+def default_row_block(n: int, target_elements: int = 1 << 20) -> int:
+    """Rows per block so that one block of logits holds about ``target_elements`` values (4 MB in float32)."""
+    return int(max(8, min(max(n, 1), target_elements // max(n, 1))))
+
+
+def sweep_pair_terms(image, text, alphas, *, scale: float, means: dict, geometries=("cosine",),
+                     shifts=SHIFTS, row_block: int | None = None, threads: int | None = None,
+                     device: str = "cpu", dtype: str = "float32") -> dict:
+    """The alpha sweep of Eq. 9 for every geometry and shifted modality at once: ``{(geometry, shift): PairTerms}``.
+
+    ``means = {"image": m_i, "text": m_t}`` (raw means over the whole set). One pass over row blocks of
+    ``M`` pairs: per block one product ``X_b Y^T`` (per geometry family) feeds every (geometry, shift,
+    alpha); per alpha the logits come from the product by O(M) vectors (affine/quadratic in alpha), then a
+    single ``exp`` pass (shifted by the exact row maximum) feeds the row sums (image->text) and, through a
+    matrix-vector product with ``exp(row max - block max)``, the column sums (text->image), which are
+    accumulated in float64 in a running frame. Row and column maxima give top-1 correctness. Columns whose
+    maximum lies so far below the frame that float underflow could bias their sum (possible only for
+    extreme logit ranges, e.g. Euclidean logits at a large scale) are recomputed exactly in a second pass
+    shifted by their own maximum; ``info["fallback_columns"]`` counts them. Memory is O(row_block * M).
+    """
+    import torch
+
+    geometries = tuple(geometries)
+    shifts = tuple(shifts)
+    for g in geometries:
+        if g not in GEOMETRIES:
+            raise ValueError(f"unknown geometry {g!r}; expected one of {GEOMETRIES}")
+    for s in shifts:
+        if s not in SHIFTS:
+            raise ValueError(f"unknown shift {s!r}; expected one of {SHIFTS}")
+    cdt = {"float32": torch.float32, "float64": torch.float64}[dtype]
+    f64 = torch.float64
+    dev = torch.device(device)
+    old_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        return _sweep(torch, image, text, np.asarray(alphas, np.float64), float(scale), means, geometries,
+                      shifts, row_block, dev, cdt, f64)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _sweep(torch, image, text, alphas, scale, means, geometries, shifts, row_block, dev, cdt, f64):
+    x64 = torch.as_tensor(np.asarray(image, np.float64), device=dev)
+    y64 = torch.as_tensor(np.asarray(text, np.float64), device=dev)
+    n = x64.shape[0]
+    if y64.shape[0] != n:
+        raise ValueError(f"image and text must pair row by row, got {x64.shape[0]} and {y64.shape[0]} rows")
+    n_alpha = len(alphas)
+    block = int(row_block) if row_block else default_row_block(n)
+    cos_needed = "cosine" in geometries
+    euc_needed = any(g != "cosine" for g in geometries)
+
+    # O(M) vectors (float64) from which every alpha's logits follow
+    v = {}
+    m = {s: torch.as_tensor(np.asarray(means[s], np.float64), device=dev) for s in shifts}
+    for s in shifts:
+        v[f"mm_{s}"] = float(m[s] @ m[s])
+    if cos_needed:
+        v["nx"], v["ny"] = (x64 * x64).sum(1), (y64 * y64).sum(1)
+        for s in shifts:
+            v[f"a_{s}"], v[f"b_{s}"] = x64 @ m[s], y64 @ m[s]
+        xf, yf = x64.to(cdt), y64.to(cdt)
+        p0 = (scale / torch.sqrt(torch.clamp(v["nx"], min=_TINY_NORM ** 2))).to(cdt)
+        qf = (1.0 / torch.sqrt(torch.clamp(v["ny"], min=_TINY_NORM ** 2))).to(cdt)
+    if euc_needed:
+        centre = 0.5 * (x64.mean(0) + y64.mean(0))
+        xc, yc = x64 - centre, y64 - centre
+        v["nxc"], v["nyc"] = (xc * xc).sum(1), (yc * yc).sum(1)
+        for s in shifts:
+            v[f"ac_{s}"], v[f"bc_{s}"] = xc @ m[s], yc @ m[s]
+        xcf, ycf = xc.to(cdt), yc.to(cdt)
+        del xc, yc
+    combos = [(g, s) for g in geometries for s in shifts]
+    specs = {k: _spec_vectors(k[0], k[1], alphas, scale, v, torch) for k in combos}
+
+    def new(dt=f64, fill=0.0):
+        return torch.full((n_alpha, n), fill, dtype=dt, device=dev)
+
+    acc = {k: dict(diag=new(), row_lse=new(), i2t=torch.zeros((n_alpha, n), dtype=torch.bool, device=dev),
+                   colsum=new(), colmax=new(cdt, -math.inf),
+                   frame=torch.full((n_alpha,), -math.inf, dtype=f64, device=dev)) for k in combos}
+    buf = torch.empty((block, n), dtype=cdt, device=dev)
+    gbuf = torch.empty((block, n), dtype=cdt, device=dev)
+    colmax_b = torch.empty(n, dtype=cdt, device=dev)
+
+    def bases_for(j0, j1, cols=None):
+        """Lazily built base matrices of one row block (optionally restricted to columns ``cols``)."""
+        cache = {}
+
+        def get(name):
+            if name in cache:
+                return cache[name]
+            if name in ("Gq", "Gp"):
+                if "G" not in cache:
+                    yy = yf if cols is None else yf[cols]
+                    cache["G"] = torch.mm(xf[j0:j1], yy.t())
+                g = cache["G"]
+                cache[name] = g * (qf[None, :] if cols is None else qf[cols][None, :]) if name == "Gq" \
+                    else g * p0[j0:j1, None]
+            else:
+                if "Gc" not in cache:
+                    yy = ycf if cols is None else ycf[cols]
+                    cache["Gc"] = torch.mm(xcf[j0:j1], yy.t())
+                cache[name] = cache["Gc"] * (2.0 * scale if name == "H2" else -2.0)
+            return cache[name]
+        return get
+
+    all_cols = slice(None)
+    for j0 in range(0, n, block):
+        j1 = min(n, j0 + block)
+        b = j1 - j0
+        rows = slice(j0, j1)
+        get = bases_for(j0, j1)
+        s_blk = buf[:b]
+        ar = torch.arange(b, device=dev)
+        for k in combos:
+            spec, st = specs[k], acc[k]
+            base = get(spec[0])
+            for a in range(n_alpha):
+                _block_logits(spec, a, base, rows, all_cols, s_blk, torch)
+                r = torch.amax(s_blk, dim=1)
+                torch.amax(s_blk, dim=0, out=colmax_b)
+                torch.maximum(st["colmax"][a], colmax_b, out=st["colmax"][a])
+                d = s_blk[ar, ar + j0]
+                st["diag"][a, rows] = d.to(f64)
+                st["i2t"][a, rows] = d >= r
+                s_blk.sub_(r[:, None]).exp_()
+                r64 = r.to(f64)
+                st["row_lse"][a, rows] = r64 + torch.log(s_blk.sum(1).to(f64))
+                rb = r64.max()
+                w = torch.exp(r64 - rb).to(cdt)
+                cs = torch.mv(s_blk.t(), w).to(f64)
+                fr = st["frame"][a]
+                new_fr = torch.maximum(fr, rb)
+                col = st["colsum"][a]
+                col.mul_(torch.exp(fr - new_fr)).add_(cs * torch.exp(rb - new_fr))
+                st["frame"][a] = new_fr
+        del get
+
+    # columns whose sums may have lost terms to underflow: recompute exactly, shifted by their own maximum
+    log_tiny = math.log(torch.finfo(cdt).tiny)
+    margin = math.log(max(n, 1)) + log_tiny + 25.0
+    out = {}
+    fallback_total = 0
+    for k in combos:
+        st = acc[k]
+        colmax = st["colmax"].to(f64)
+        flagged = colmax < (st["frame"][:, None] + margin)
+        col_lse = st["frame"][:, None] + torch.log(st["colsum"])
+        n_flag = int(flagged.sum())
+        if n_flag:
+            fallback_total += n_flag
+            cols = torch.nonzero(flagged.any(0)).flatten()
+            col_lse[:, cols] = _exact_columns(torch, specs[k], cols, colmax[:, cols], n, block, bases_for, cdt, f64,
+                                              n_alpha, dev)
+        t2i = st["diag"] >= colmax
+        out[k] = PairTerms(alphas.copy(), st["diag"].cpu().numpy(), st["row_lse"].cpu().numpy(),
+                           col_lse.cpu().numpy(), st["i2t"].cpu().numpy(), t2i.cpu().numpy(),
+                           info={"fallback_columns": n_flag, "row_block": block, "dtype": str(cdt)})
+    return out
+
+
+def _exact_columns(torch, spec, cols, colmax, n, block, bases_for, cdt, f64, n_alpha, dev):
+    """log sum_j exp S[j, cols] for every alpha, each column shifted by its own maximum (float64 sums)."""
+    sums = torch.zeros((n_alpha, len(cols)), dtype=f64, device=dev)
+    cm = colmax.to(cdt)
+    buf = torch.empty((block, len(cols)), dtype=cdt, device=dev)
+    for j0 in range(0, n, block):
+        j1 = min(n, j0 + block)
+        get = bases_for(j0, j1, cols)
+        base = get(spec[0])
+        s_blk = buf[: j1 - j0]
+        for a in range(n_alpha):
+            _block_logits(spec, a, base, slice(j0, j1), cols, s_blk, torch)
+            s_blk.sub_(cm[a][None, :]).exp_()
+            sums[a] += s_blk.to(f64).sum(0)
+    return colmax + torch.log(sums)
+
+
+# ----------------------------------------------------------------------------- batches and curves
+def alpha_grid(alpha_min: float, alpha_max: float, alpha_step: float) -> np.ndarray:
+    """``alpha_min, alpha_min + step, ..., alpha_max`` (inclusive, rounded to 10 decimals) with 0 added when
+    it lies in the range but not on the grid (the loss at alpha = 0 is always reported)."""
+    if alpha_step <= 0:
+        raise ValueError(f"alpha_step must be > 0, got {alpha_step}")
+    if alpha_max < alpha_min:
+        raise ValueError(f"alpha_max ({alpha_max}) < alpha_min ({alpha_min})")
+    k = int(math.floor((alpha_max - alpha_min) / alpha_step + 1e-9))
+    grid = np.round(alpha_min + alpha_step * np.arange(k + 1), 10)
+    if not np.any(np.isclose(grid, 0.0, atol=1e-12)):
+        grid = np.sort(np.append(grid, 0.0))
+    grid[np.isclose(grid, 0.0, atol=1e-12)] = 0.0
+    return grid
+
+
+def make_batches(n: int, batch_size: int | None, n_batches: int | None, seed: int) -> list[np.ndarray]:
+    """Row indices of each batch.
+
+    ``batch_size`` null or >= n: one batch of all n pairs in order. Otherwise disjoint random batches of
+    ``batch_size`` cut from a seeded permutation (a fresh permutation when one is used up), ``n_batches``
+    of them (null: ``n // batch_size``, every pair at most once; the remainder is left out).
+    """
+    if batch_size is None or batch_size >= n:
+        return [np.arange(n)]
+    if batch_size < 2:
+        raise ValueError(f"batch_size must be >= 2, got {batch_size}")
+    per_perm = n // batch_size
+    total = per_perm if n_batches is None else int(n_batches)
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < total:
+        perm = rng.permutation(n)
+        for i in range(min(per_perm, total - len(out))):
+            out.append(np.sort(perm[i * batch_size:(i + 1) * batch_size]))
+    return out
+
+
+def select_pairs(emb, policy: str = "first", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(image_rows, text_rows)``: one caption per image. ``first``: the first caption in annotation (file)
+    order (``Embeddings.first_caption_pairs``); ``random``: one caption per image drawn with ``seed``."""
+    if policy == "first":
+        return emb.first_caption_pairs()
+    if policy == "random":
+        idx = np.asarray(emb.text_image_index)
+        valid = np.flatnonzero(idx >= 0)
+        rng = np.random.default_rng(seed)
+        order = valid[np.argsort(idx[valid], kind="stable")]
+        img_rows, starts, counts = np.unique(idx[order], return_index=True, return_counts=True)
+        pick = starts + (rng.random(len(starts)) * counts).astype(np.int64)
+        return img_rows.astype(np.int64), order[pick].astype(np.int64)
+    raise ValueError(f"unknown caption_policy {policy!r}; expected one of {CAPTION_POLICIES}")
+
+
+CURVE_KEYS = ("loss", "alignment", "uniformity")
+SUBSETS = ("all", "correct", "misclassified")
+
+
+def curves_from_terms(terms: list[PairTerms], correct_by: str = "image_to_text") -> dict:
+    """Pool the per-pair terms of one or more batches into per-alpha curves.
+
+    Returns arrays over alpha: ``{loss,alignment,uniformity}_{all,correct,misclassified}`` (means over the
+    pairs of the subset, pooled over batches; NaN for an empty subset), ``n_pairs``, ``n_correct``,
+    ``n_misclassified``, ``accuracy_i2t``, ``accuracy_t2i``.
+    """
+    out = {}
+    n_alpha = len(terms[0].alphas)
+    sums = {f"{q}_{s}": np.zeros(n_alpha) for q in CURVE_KEYS for s in SUBSETS}
+    counts = {s: np.zeros(n_alpha) for s in SUBSETS}
+    i2t = np.zeros(n_alpha)
+    t2i = np.zeros(n_alpha)
+    for t in terms:
+        ok = t.correct(correct_by)
+        masks = {"all": np.ones_like(ok), "correct": ok, "misclassified": ~ok}
+        vals = {"loss": t.loss, "alignment": t.alignment, "uniformity": t.uniformity}
+        for s, mk in masks.items():
+            counts[s] += mk.sum(1)
+            for q in CURVE_KEYS:
+                sums[f"{q}_{s}"] += np.where(mk, vals[q], 0.0).sum(1)
+        i2t += t.i2t.sum(1)
+        t2i += t.t2i.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for key, total in sums.items():
+            c = counts[key.rsplit("_", 1)[1]]
+            out[key] = np.where(c > 0, total / np.maximum(c, 1), np.nan)
+    out["n_pairs"] = counts["all"].astype(np.int64)
+    out["n_correct"] = counts["correct"].astype(np.int64)
+    out["n_misclassified"] = counts["misclassified"].astype(np.int64)
+    out["accuracy_i2t"] = i2t / counts["all"]
+    out["accuracy_t2i"] = t2i / counts["all"]
+    return out
+
+
+def argmin_alpha(alphas: np.ndarray, values: np.ndarray) -> float | None:
+    """The alpha of the smallest finite value (the first on ties), or None when none is finite."""
+    values = np.asarray(values, np.float64)
+    ok = np.isfinite(values)
+    if not ok.any():
+        return None
+    return float(np.asarray(alphas)[ok][np.argmin(values[ok])])
+
+
+def value_at_zero(alphas: np.ndarray, values: np.ndarray) -> float | None:
+    i = np.flatnonzero(np.isclose(np.asarray(alphas), 0.0, atol=1e-12))
+    return float(np.asarray(values)[i[0]]) if i.size else None
+
+
+def shift_summary(alphas: np.ndarray, curves: dict) -> dict:
+    """``{argmin_alpha: {all, correct, misclassified}, loss_at_zero, accuracy_at_zero}`` of one curve set."""
+    return {
+        "argmin_alpha": {s: argmin_alpha(alphas, curves[f"loss_{s}"]) for s in SUBSETS},
+        "loss_at_zero": value_at_zero(alphas, curves["loss_all"]),
+        "accuracy_at_zero": value_at_zero(alphas, curves["accuracy_i2t"]),
+    }
+
+
+def alpha_sweep(image, text, alphas, *, scale: float, means: dict, geometries=GEOMETRIES, shifts=SHIFTS,
+                batches: list[np.ndarray] | None = None, correct_by: str = "image_to_text",
+                row_block: int | None = None, threads: int | None = None, device: str = "cpu",
+                dtype: str = "float32") -> tuple[dict, dict]:
+    """Eqs. 7-9 over an alpha grid for every geometry and shifted modality, pooled over ``batches``.
+
+    ``image``/``text`` are the paired raw rows (pair j = row j of each); ``batches`` lists row indices
+    (default: one batch of all rows). Returns ``(curves, info)`` with ``curves[(geometry, shift)]`` as in
+    :func:`curves_from_terms`.
+    """
+    image = np.asarray(image)
+    text = np.asarray(text)
+    batches = batches if batches is not None else [np.arange(len(image))]
+    terms = {(g, s): [] for g in geometries for s in shifts}
+    fallback = 0
+    for idx in batches:
+        res = sweep_pair_terms(image[idx], text[idx], alphas, scale=scale, means=means, geometries=geometries,
+                               shifts=shifts, row_block=row_block, threads=threads, device=device, dtype=dtype)
+        for k, t in res.items():
+            terms[k].append(t)
+            fallback += t.info["fallback_columns"]
+    curves = {k: curves_from_terms(v, correct_by) for k, v in terms.items()}
+    return curves, {"fallback_columns": fallback, "n_batches": len(batches),
+                    "batch_sizes": sorted({len(b) for b in batches})}
