@@ -11,6 +11,10 @@ from snakemake.utils import min_version
 min_version("9.19")
 
 
+# The HTML report's front page (snakemake --report report.html): what the workflow does, how to read it.
+report: "report/workflow.rst"
+
+
 # config/config.yaml (the paper's setup) unless --configfile names another: Snakemake would
 # otherwise merge the two, and the demo would inherit COCO's dataset.
 if not config:
@@ -25,6 +29,7 @@ include: "rules/geometry.smk"
 include: "rules/loss.smk"
 include: "rules/conformity.smk"
 include: "rules/summary.smk"
+include: "rules/compare.smk"
 
 
 rule all:

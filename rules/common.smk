@@ -68,8 +68,10 @@ def embeddings_h5(dataset="{dataset}", model="{model}"):
     return f"results/{dataset}/{model}/embeddings.h5"
 
 
-def stage_dir(stage):
-    return f"results/{{dataset}}/{{model}}/{stage}"
+def stage_dir(stage, filename=None):
+    """results/{dataset}/{model}/<stage>[/<filename>] (wildcards left open)."""
+    d = f"results/{{dataset}}/{{model}}/{stage}"
+    return f"{d}/{filename}" if filename else d
 
 
 def stage_log(stage):
@@ -192,6 +194,7 @@ def all_targets():
     targets = [embeddings_h5(d, m) for d, m in embedding_pairs()]
     targets += [f"results/{d}/{m}/summary.json" for d, m in analysis_pairs()]
     targets += ["results/simulations/blur_simulation/metrics.json"]
+    targets += ["results/comparison/summary_table.csv"]
     return targets
 
 

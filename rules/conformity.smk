@@ -3,48 +3,28 @@
 # reference dataset (Fig. 13) and vertical SLERP (Eq. 12, Fig. 12).
 
 
-def dataset_images(wildcards):
-    """The dataset's image directory / .zip for thumbnails, or None when it has no images.
-
-    Demo datasets: the PNGs the demo rule writes to results/demo_data/{dataset}/images.
-    """
-    c = config["datasets"][wildcards.dataset]
-    if c["kind"] == "demo":
-        return f"results/demo_data/{wildcards.dataset}/images"
-    return c.get("images")
-
-
-def compare_sets(wildcards):
-    """External sets scored against {dataset} that have embeddings from {model}."""
-    return [e for e in external_sets(wildcards.dataset) if wildcards.model in models_for(e)]
-
-
-def compare_set_embeddings(wildcards):
-    return [embeddings_h5(e, wildcards.model) for e in compare_sets(wildcards)]
-
-
 rule conformity:
     input:
         embeddings=embeddings_h5(),
     output:
-        metrics=stage_dir("conformity") + "/metrics.json",
-        values=stage_dir("conformity") + "/conformity.csv",
-        scatter_png=report(stage_dir("conformity") + "/conformity_scatter.png",
+        metrics=stage_dir("conformity", "metrics.json"),
+        values=stage_dir("conformity", "conformity.csv"),
+        scatter_png=report(stage_dir("conformity", "conformity_scatter.png"),
                            caption="../report/conformity/conformity_scatter.rst",
                            category="Conformity", subcategory="{dataset} × {model}"),
-        scatter_pdf=stage_dir("conformity") + "/conformity_scatter.pdf",
-        images_png=report(stage_dir("conformity") + "/extremes_images.png",
+        scatter_pdf=stage_dir("conformity", "conformity_scatter.pdf"),
+        images_png=report(stage_dir("conformity", "extremes_images.png"),
                           caption="../report/conformity/extremes_images.rst",
                           category="Conformity", subcategory="{dataset} × {model}"),
-        images_pdf=stage_dir("conformity") + "/extremes_images.pdf",
-        captions_png=report(stage_dir("conformity") + "/extremes_captions.png",
+        images_pdf=stage_dir("conformity", "extremes_images.pdf"),
+        captions_png=report(stage_dir("conformity", "extremes_captions.png"),
                             caption="../report/conformity/extremes_captions.rst",
                             category="Conformity", subcategory="{dataset} × {model}"),
-        captions_pdf=stage_dir("conformity") + "/extremes_captions.pdf",
+        captions_pdf=stage_dir("conformity", "extremes_captions.pdf"),
     params:
         p=stage_params("conformity"),
         demo=is_demo,
-        images=dataset_images,
+        images=lambda wc: image_root(wc.dataset),
         code=script_code("conformity", "conformity", "plots/conformity", "imagesource"),
     log: stage_log("conformity"),
     benchmark: stage_benchmark("conformity"),
@@ -56,16 +36,16 @@ rule kl_matching:
     input:
         embeddings=embeddings_h5(),
     output:
-        metrics=stage_dir("kl_matching") + "/metrics.json",
-        values=stage_dir("kl_matching") + "/kl_curve.csv",
-        dist_png=report(stage_dir("kl_matching") + "/distributions.png",
+        metrics=stage_dir("kl_matching", "metrics.json"),
+        values=stage_dir("kl_matching", "kl_curve.csv"),
+        dist_png=report(stage_dir("kl_matching", "distributions.png"),
                         caption="../report/kl_matching/distributions.rst",
                         category="KL matching", subcategory="{dataset} × {model}"),
-        dist_pdf=stage_dir("kl_matching") + "/distributions.pdf",
-        curve_png=report(stage_dir("kl_matching") + "/kl_curve.png",
+        dist_pdf=stage_dir("kl_matching", "distributions.pdf"),
+        curve_png=report(stage_dir("kl_matching", "kl_curve.png"),
                          caption="../report/kl_matching/kl_curve.rst",
                          category="KL matching", subcategory="{dataset} × {model}"),
-        curve_pdf=stage_dir("kl_matching") + "/kl_curve.pdf",
+        curve_pdf=stage_dir("kl_matching", "kl_curve.pdf"),
     params:
         p=stage_params("kl_matching"),
         demo=is_demo,
@@ -79,18 +59,18 @@ rule kl_matching:
 rule conformity_compare:
     input:
         reference=embeddings_h5(),
-        external=compare_set_embeddings,
+        external=lambda wc: list(external_embeddings(wc).values()),
     output:
-        metrics=stage_dir("conformity_compare") + "/metrics.json",
-        values=stage_dir("conformity_compare") + "/conformity_compare.csv",
-        compare_png=report(stage_dir("conformity_compare") + "/compare.png",
+        metrics=stage_dir("conformity_compare", "metrics.json"),
+        values=stage_dir("conformity_compare", "conformity_compare.csv"),
+        compare_png=report(stage_dir("conformity_compare", "compare.png"),
                            caption="../report/conformity_compare/compare.rst",
                            category="Conformity comparison", subcategory="{dataset} × {model}"),
-        compare_pdf=stage_dir("conformity_compare") + "/compare.pdf",
+        compare_pdf=stage_dir("conformity_compare", "compare.pdf"),
     params:
         p=stage_params("conformity_compare"),
         demo=is_demo,
-        sets=compare_sets,
+        sets=lambda wc: list(external_embeddings(wc)),  # names, in the order of input.external
         code=script_code("conformity_compare", "conformity", "plots/conformity"),
     log: stage_log("conformity_compare"),
     benchmark: stage_benchmark("conformity_compare"),
@@ -102,20 +82,20 @@ rule vslerp:
     input:
         embeddings=embeddings_h5(),
     output:
-        metrics=stage_dir("vslerp") + "/metrics.json",
-        values=stage_dir("vslerp") + "/vslerp_paths.csv",
-        paths_png=report(stage_dir("vslerp") + "/vslerp_neighbours.png",
+        metrics=stage_dir("vslerp", "metrics.json"),
+        values=stage_dir("vslerp", "vslerp_paths.csv"),
+        paths_png=report(stage_dir("vslerp", "vslerp_neighbours.png"),
                          caption="../report/vslerp/vslerp_neighbours.rst",
                          category="vSLERP", subcategory="{dataset} × {model}"),
-        paths_pdf=stage_dir("vslerp") + "/vslerp_neighbours.pdf",
-        stats_png=report(stage_dir("vslerp") + "/vslerp_stats.png",
+        paths_pdf=stage_dir("vslerp", "vslerp_neighbours.pdf"),
+        stats_png=report(stage_dir("vslerp", "vslerp_stats.png"),
                          caption="../report/vslerp/vslerp_stats.rst",
                          category="vSLERP", subcategory="{dataset} × {model}"),
-        stats_pdf=stage_dir("vslerp") + "/vslerp_stats.pdf",
+        stats_pdf=stage_dir("vslerp", "vslerp_stats.pdf"),
     params:
         p=stage_params("vslerp"),
         demo=is_demo,
-        images=dataset_images,
+        images=lambda wc: image_root(wc.dataset),
         code=script_code("vslerp", "vslerp", "plots/conformity", "imagesource"),
     log: stage_log("vslerp"),
     benchmark: stage_benchmark("vslerp"),

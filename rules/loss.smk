@@ -1,1 +1,47 @@
-# filled by the loss stages
+# The CLIP loss on a double ellipsoid (paper §5-§6): the alpha sweep of Eqs. 7-9 (Fig. 6, its text-shift
+# and Euclidean variants), per dataset x model; and the Fig. 7 blur simulation, once.
+# Computation: src/clipgeom/loss.py, src/clipgeom/blur.py; figures: src/clipgeom/plots/loss.py.
+
+BLUR_DIR = "results/simulations/blur_simulation"
+
+
+rule alpha_sweep:
+    input:
+        embeddings=embeddings_h5(),
+    output:
+        metrics=stage_dir("alpha_sweep") + "/metrics.json",
+        curves=stage_dir("alpha_sweep") + "/curves.csv",
+        loss_png=report(stage_dir("alpha_sweep") + "/loss_curves.png",
+                        caption="../report/alpha_sweep/loss_curves.rst",
+                        category="Loss (alpha sweep)", subcategory="{dataset} × {model}"),
+        loss_pdf=stage_dir("alpha_sweep") + "/loss_curves.pdf",
+        geometry_png=report(stage_dir("alpha_sweep") + "/geometry_curves.png",
+                            caption="../report/alpha_sweep/geometry_curves.rst",
+                            category="Loss (alpha sweep)", subcategory="{dataset} × {model}"),
+        geometry_pdf=stage_dir("alpha_sweep") + "/geometry_curves.pdf",
+    params:
+        p=stage_params("alpha_sweep"),
+        demo=is_demo,
+        code=script_code("alpha_sweep", "loss", "plots/loss"),
+    threads: 2
+    log: stage_log("alpha_sweep"),
+    benchmark: stage_benchmark("alpha_sweep"),
+    conda: "../envs/clipgeom.yaml"
+    script: "../workflow/scripts/alpha_sweep.py"
+
+
+rule blur_simulation:
+    output:
+        metrics=BLUR_DIR + "/metrics.json",
+        values=BLUR_DIR + "/values.csv",
+        hist_png=report(BLUR_DIR + "/blur_histograms.png",
+                        caption="../report/blur_simulation/blur_histograms.rst",
+                        category="Blur simulation", subcategory="Fig. 7"),
+        hist_pdf=BLUR_DIR + "/blur_histograms.pdf",
+    params:
+        p=stage_params("blur_simulation"),
+        code=script_code("blur_simulation", "blur", "plots/loss"),
+    log: BLUR_DIR + "/logs/blur_simulation.log",
+    benchmark: BLUR_DIR + "/benchmarks/blur_simulation.tsv",
+    conda: "../envs/clipgeom.yaml"
+    script: "../workflow/scripts/blur_simulation.py"

@@ -6,12 +6,19 @@ rule summary:
         embeddings=embeddings_h5(),
         metrics=expand("results/{{dataset}}/{{model}}/{stage}/metrics.json", stage=PAIR_STAGES),
     output:
-        summary="results/{dataset}/{model}/summary.json",
-        paper_table="results/{dataset}/{model}/paper_vs_run.csv",
+        summary=report("results/{dataset}/{model}/summary.json",
+                       caption="../report/summary/summary_json.rst",
+                       category="Summary", subcategory="{dataset} × {model}"),
+        table=report("results/{dataset}/{model}/summary_table.csv",
+                     caption="../report/summary/summary_table.rst",
+                     category="Summary", subcategory="{dataset} × {model}"),
+        paper_table=report("results/{dataset}/{model}/paper_vs_run.csv",
+                           caption="../report/summary/paper_vs_run.rst",
+                           category="Summary", subcategory="{dataset} × {model}"),
     params:
         stages=PAIR_STAGES,
         paper_setup=lambda wc: is_paper_setup(DATASETS[wc.dataset], MODELS[wc.model]),
-        code=code_version("workflow/scripts/summary.py", "summary", "paper", "outputs"),
+        code=code_version("workflow/scripts/summary.py", "summary", "paper", "outputs", "compare"),
     log:
         "results/{dataset}/{model}/logs/summary.log",
     conda:

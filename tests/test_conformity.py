@@ -20,7 +20,7 @@ from scipy import stats
 from clipgeom import conformity as cf
 from clipgeom import vslerp as vs
 from clipgeom.config import validate_config
-from clipgeom.h5io import iter_embedding_chunks, read_embeddings
+from clipgeom.h5io import iter_embedding_chunks
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -450,3 +450,40 @@ def test_vslerp_script_unknown_id_is_named(clip500_h5, stages, tmp_path):
                         expect_ok=False)
     assert "123456789" in err
 
+
+
+def test_rules_dry_run(tmp_path):
+    """The four rules parse and resolve their inputs (external sets included) on a small demo config."""
+    import yaml
+    snakefile = REPO / "Snakefile"
+    if not snakefile.is_file():
+        pytest.skip("no Snakefile in this checkout")
+    config = {
+        "datasets": {
+            "ref": {"kind": "demo", "n_images": 8},
+            "gen": {"kind": "demo", "n_images": 4, "seed": 1, "analyse": False, "reference": "ref"},
+            "other": {"kind": "demo", "n_images": 4, "seed": 2, "analyse": False},
+        },
+        "models": {"tiny": {"arch": "tiny-clip", "model_config": "config/models/tiny-clip.json",
+                            "pretrained": "results/models/tiny.pt", "init_seed": 0, "device": "cpu"}},
+        "stages": {"vslerp": {"pairs": [[0, 1]]}},
+    }
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    targets = [f"results/{d}/tiny/{s}/metrics.json" for d in ("ref", "other")
+               for s in ("conformity", "kl_matching", "conformity_compare", "vslerp")]
+    res = subprocess.run(
+        [str(Path(sys.executable).with_name("snakemake")), "-n", "--snakefile", str(snakefile), "-d", str(tmp_path),
+         "--configfile", str(cfg), "--cores", "1", *targets],
+        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert res.returncode == 0, res.stderr[-4000:]
+    out = res.stdout + res.stderr
+    jobs = out.split("rule ")
+    compare = {j.split("wildcards: ")[1].split("\n")[0]: j for j in jobs
+               if j.startswith("conformity_compare:")}
+    assert set(compare) == {"dataset=ref, model=tiny", "dataset=other, model=tiny"}
+    # ref's compare job takes the external set as input; other (no external sets) runs on its own embeddings
+    assert "results/gen/tiny/embeddings.h5" in compare["dataset=ref, model=tiny"]
+    assert "results/gen/tiny/embeddings.h5" not in compare["dataset=other, model=tiny"]
+    for rule in ("conformity", "kl_matching", "vslerp"):
+        assert out.count(f"rule {rule}:") == 2

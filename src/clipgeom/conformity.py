@@ -36,8 +36,13 @@ DEFAULT_CHUNK_ROWS = 16384
 # ---------------------------------------------------------------------------
 # chunk sources
 # ---------------------------------------------------------------------------
-def array_chunks(x: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> ChunkSource:
-    """A chunk source over an in-memory 2-D array (float64 blocks of ``chunk_rows`` rows)."""
+def array_chunks(x: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS, reuse_buffer: bool = False) -> ChunkSource:
+    """A chunk source over an in-memory 2-D array (float64 blocks of ``chunk_rows`` rows).
+
+    float64 input is yielded as views (no copy).  Other dtypes are converted block by block;
+    with ``reuse_buffer`` every block is written into one preallocated float64 buffer, so a
+    block is only valid until the next one is requested (the functions here never keep one).
+    """
     x = np.asarray(x)
     if x.ndim != 2:
         raise ValueError(f"expected a 2-D array of row vectors, got shape {x.shape}")
@@ -45,32 +50,44 @@ def array_chunks(x: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> ChunkSo
         raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
 
     def _iter() -> Iterator[np.ndarray]:
+        buf = None
+        if reuse_buffer and x.dtype != np.float64 and x.shape[0]:
+            buf = np.empty((min(chunk_rows, x.shape[0]), x.shape[1]), dtype=np.float64)
         for start in range(0, x.shape[0], chunk_rows):
-            yield np.asarray(x[start:start + chunk_rows], dtype=np.float64)
+            block = x[start:start + chunk_rows]
+            if buf is None:
+                yield np.asarray(block, dtype=np.float64)
+            else:
+                out = buf[: block.shape[0]]
+                np.copyto(out, block)
+                yield out
 
     return _iter
 
 
 def _source(x, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> ChunkSource:
-    return x if callable(x) else array_chunks(x, chunk_rows)
+    return x if callable(x) else array_chunks(x, chunk_rows, reuse_buffer=True)
 
 
 # ---------------------------------------------------------------------------
 # unit vectors and sums
 # ---------------------------------------------------------------------------
-def unit_rows(x: np.ndarray, row_offset: int = 0) -> np.ndarray:
-    """Rows scaled to unit L2 norm, float64 (v̂ = v / ‖v‖).
-
-    A zero row has no direction: raise ``ValueError`` naming its row
-    (``row_offset`` is added, so a chunk reports its row in the whole file).
-    """
-    x = np.asarray(x, dtype=np.float64)
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+def row_norms(x: np.ndarray, row_offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(‖v_j‖, ‖v_j‖²) of every row, float64; a zero or non-finite norm raises ``ValueError``
+    naming the row (``row_offset`` is added, so a chunk reports its row in the whole file)."""
+    sq = np.einsum("ij,ij->i", x, x)
+    norms = np.sqrt(sq)
     bad = ~(norms > 0) | ~np.isfinite(norms)
     if bad.any():
         row = int(np.flatnonzero(bad)[0]) + row_offset
         raise ValueError(f"row {row} has zero or non-finite norm; its cosine similarity is undefined")
-    return x / norms[:, None]
+    return norms, sq
+
+
+def unit_rows(x: np.ndarray, row_offset: int = 0) -> np.ndarray:
+    """Rows scaled to unit L2 norm, float64 (v̂ = v / ‖v‖); a zero row raises naming it."""
+    x = np.asarray(x, dtype=np.float64)
+    return x / row_norms(x, row_offset)[0][:, None]
 
 
 @dataclass
@@ -93,37 +110,29 @@ class SetSums:
 
 
 def set_sums(x, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> SetSums:
-    """One pass: unit-vector sum s = Σ_k v̂_k, raw sum Σ_k v_k and the row count."""
-    unit_sum = raw_sum = None
+    """One pass: unit-vector sum s = Σ_k v_k/‖v_k‖, raw sum Σ_k v_k and the row count.
+
+    Both sums come from one product V_chunkᵀ·[1/‖v‖, 1] per chunk; the unit vectors are never formed.
+    """
+    sums = None
     n = 0
     for chunk in _source(x, chunk_rows)():
         chunk = np.asarray(chunk, dtype=np.float64)
-        if unit_sum is None:
-            unit_sum = np.zeros(chunk.shape[1])
-            raw_sum = np.zeros(chunk.shape[1])
-        unit_sum += unit_rows(chunk, n).sum(axis=0)
-        raw_sum += chunk.sum(axis=0)
+        norms, _ = row_norms(chunk, n)
+        weights = np.empty((chunk.shape[0], 2))
+        weights[:, 0] = 1.0 / norms
+        weights[:, 1] = 1.0
+        part = chunk.T @ weights
+        sums = part if sums is None else sums + part
         n += chunk.shape[0]
-    if unit_sum is None:
+    if sums is None:
         raise ValueError("empty set: no rows to sum")
-    return SetSums(unit_sum=unit_sum, raw_sum=raw_sum, n=n)
+    return SetSums(unit_sum=sums[:, 0].copy(), raw_sum=sums[:, 1].copy(), n=n)
 
 
 # ---------------------------------------------------------------------------
 # Eq. 10: exact conformity
 # ---------------------------------------------------------------------------
-def conformity_from_sum(u: np.ndarray, unit_sum: np.ndarray, n: int) -> np.ndarray:
-    """Eq. 10 for unit rows ``u`` that are members of a set with unit sum ``unit_sum`` and size ``n``.
-
-    C(v_j) = (v̂_j · s − v̂_j · v̂_j) / (n − 1): the self term is removed with the
-    row's own squared norm (1 up to rounding), which keeps the identity exact.
-    """
-    if n < 2:
-        raise ValueError(f"conformity needs at least 2 vectors in the set, got {n}")
-    u = np.asarray(u, dtype=np.float64)
-    return (u @ unit_sum - np.einsum("ij,ij->i", u, u)) / (n - 1)
-
-
 def conformity(x, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> np.ndarray:
     """Eq. 10, exact conformity of every row within its own set, O(N·d).
 
@@ -136,24 +145,35 @@ def conformity(x, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> np.ndarray:
 def conformity_and_cosine(x, chunk_rows: int = DEFAULT_CHUNK_ROWS):
     """Eq. 10 and cos(m, v_j) in two passes: returns ``(C, cos_to_mean, SetSums)``.
 
-    ``m`` is the raw mean of the set (Eq. 11's regressor).
+    Pass 1: s = Σ_k v̂_k and m (:func:`set_sums`).  Pass 2, per chunk, one product
+    V·[s, m]: v̂_j·s = (v_j·s)/‖v_j‖ and cos(m, v_j) = (v_j·m)/(‖v_j‖‖m‖); the self
+    term v̂_j·v̂_j = ‖v_j‖²/‖v_j‖² (1 up to rounding) is subtracted.  ``m`` is the raw
+    mean of the set (Eq. 11's regressor).
     """
     src = _source(x, chunk_rows)
     sums = set_sums(src)
+    if sums.n < 2:
+        raise ValueError(f"conformity needs at least 2 vectors in the set, got {sums.n}")
     m = sums.mean
     m_norm = float(np.linalg.norm(m))
     if not m_norm > 0:
         raise ValueError("the set's mean vector is zero; cos(m, v) is undefined")
-    conf, cos_m = [], []
+    both = np.column_stack([sums.unit_sum, m])
+    conf, cos_m = np.empty(sums.n), np.empty(sums.n)
     start = 0
     for chunk in src():
-        u = unit_rows(chunk, start)
-        conf.append(conformity_from_sum(u, sums.unit_sum, sums.n))
-        cos_m.append(u @ m / m_norm)
-        start += u.shape[0]
+        chunk = np.asarray(chunk, dtype=np.float64)
+        stop = start + chunk.shape[0]
+        if stop > sums.n:
+            raise ValueError(f"the chunk source changed between passes (more than {sums.n} rows)")
+        norms, sq = row_norms(chunk, start)
+        dots = chunk @ both
+        conf[start:stop] = (dots[:, 0] / norms - sq / (norms * norms)) / (sums.n - 1)
+        cos_m[start:stop] = dots[:, 1] / (norms * m_norm)
+        start = stop
     if start != sums.n:
         raise ValueError(f"the chunk source changed between passes ({sums.n} then {start} rows)")
-    return np.concatenate(conf), np.concatenate(cos_m), sums
+    return conf, cos_m, sums
 
 
 def conformity_against(x, reference: SetSums, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> np.ndarray:
@@ -165,9 +185,10 @@ def conformity_against(x, reference: SetSums, chunk_rows: int = DEFAULT_CHUNK_RO
     out = []
     start = 0
     for chunk in _source(x, chunk_rows)():
-        u = unit_rows(chunk, start)
-        out.append(u @ reference.unit_sum / reference.n)
-        start += u.shape[0]
+        chunk = np.asarray(chunk, dtype=np.float64)
+        norms, _ = row_norms(chunk, start)
+        out.append((chunk @ reference.unit_sum) / (norms * reference.n))
+        start += chunk.shape[0]
     return np.concatenate(out) if out else np.zeros(0)
 
 
@@ -244,7 +265,7 @@ def _shifted_norms(chunk: np.ndarray, alphas: np.ndarray, m: np.ndarray, row_off
     if bad.any():
         r, c = np.argwhere(bad)[0]
         raise ValueError(f"row {int(r) + row_offset} shifted by alpha={alphas[c]:g} has zero norm")
-    return norms, g
+    return norms, sq_shift
 
 
 def shifted_conformity(x, alphas: Sequence[float], m: np.ndarray | None = None,
@@ -279,12 +300,9 @@ def shifted_conformity(x, alphas: Sequence[float], m: np.ndarray | None = None,
     start = 0
     for chunk in src():
         chunk = np.asarray(chunk, dtype=np.float64)
-        norms, g = _shifted_norms(chunk, alphas, m, start)
+        norms, sq_shift = _shifted_norms(chunk, alphas, m, start)
         dot = (chunk @ s - alphas[None, :] * ms[None, :]) / norms
-        # ‖v̂_j(α)‖² computed the same way (1 up to rounding)
-        sq = np.einsum("ij,ij->i", chunk, chunk)
-        self_sq = (sq[:, None] - 2.0 * alphas[None, :] * g[:, None]
-                   + (alphas ** 2)[None, :] * (m @ m)) / norms ** 2
+        self_sq = sq_shift / (norms * norms)  # ‖v̂_j(α)‖², 1 up to rounding
         out.append(((dot - self_sq) / (n - 1)).T)
         start += chunk.shape[0]
     return np.concatenate(out, axis=1)

@@ -169,27 +169,38 @@ def direct_pair_terms(image, text, alphas, *, scale: float, mean: np.ndarray, ge
 
 
 # ----------------------------------------------------------------------------- the fast sweep
-def _spec_vectors(geometry, shift, alphas, scale, v, torch):
-    """Per-alpha row/column vectors that turn a block's base matrix into the logits (all float64).
+class _Spec:
+    """How one (geometry, shifted modality) turns a block's base matrix into logits, for every alpha.
 
-    Returns ``(base, row_add, col_add, row_mul, col_mul, post_scale)``: the logits of a block are
-    ``((base + row_add[:, None] + col_add[None, :]) * row_mul[:, None] * col_mul[None, :])``, then for
-    ``euclidean`` ``-scale * sqrt(max(., 0))``. Missing vectors are ``None``.
+    The logits of a block are ``(base + row_add[:, None] + col_add[None, :]) * row_mul[:, None]
+    * col_mul[None, :]``, and for ``euclidean`` then ``post * sqrt(max(., 0))``; absent vectors are None.
+    Vectors are ``(n_alpha, M)``, computed in float64 and kept in the compute dtype too.
     """
-    al = torch.as_tensor(alphas, dtype=torch.float64, device=v["nx"].device)[:, None]  # (A, 1)
+
+    def __init__(self, kind, base, row_add=None, col_add=None, row_mul=None, col_mul=None, post=None, cdt=None):
+        self.kind, self.base, self.post = kind, base, post
+        self.f64 = dict(row_add=row_add, col_add=col_add, row_mul=row_mul, col_mul=col_mul)
+        self.c = {k: (None if t is None else t.to(cdt)) for k, t in self.f64.items()}
+
+
+def _make_spec(geometry, shift, alphas, scale, v, cdt, torch):
+    """Eq. 9 in closed form: shifting by alpha changes dot products affinely and squared norms quadratically."""
+    al = torch.as_tensor(alphas, dtype=torch.float64, device=v["device"])[:, None]  # (A, 1)
+    eps2 = _TINY_NORM ** 2
     if geometry == "cosine":
         nx, ny = v["nx"], v["ny"]
-        if shift == "image":  # x' = x - a m:  S = scale * (G - a y.m) / (|x'| |y|)
+        if shift == "image":  # x' = x - a m:  S = scale * (x.y - a m.y) / (|x'| |y|),  base = x.y/|y|
             a, b, mm = v["a_image"], v["b_image"], v["mm_image"]
-            p = scale / torch.sqrt(torch.clamp(nx[None] - 2 * al * a[None] + al ** 2 * mm, min=_TINY_NORM ** 2))
-            q = 1.0 / torch.sqrt(torch.clamp(ny, min=_TINY_NORM ** 2))
-            return "Gq", None, -al * (b * q)[None], p, None, None
-        a, b, mm = v["a_text"], v["b_text"], v["mm_text"]  # y' = y - a m: S = scale * (G - a x.m) / (|x| |y'|)
-        p0 = scale / torch.sqrt(torch.clamp(nx, min=_TINY_NORM ** 2))
-        q = 1.0 / torch.sqrt(torch.clamp(ny[None] - 2 * al * b[None] + al ** 2 * mm, min=_TINY_NORM ** 2))
-        return "Gp", -al * (a * p0)[None], None, None, q, None
+            p = scale / torch.sqrt(torch.clamp(nx[None] - 2 * al * a[None] + al ** 2 * mm, min=eps2))
+            q = 1.0 / torch.sqrt(torch.clamp(ny, min=eps2))
+            return _Spec("cos_image", "Gq", col_add=-al * (b * q)[None], row_mul=p, cdt=cdt)
+        # y' = y - a m: S = scale * (x.y - a x.m) / (|x| |y'|),  base = scale x.y/|x|
+        a, b, mm = v["a_text"], v["b_text"], v["mm_text"]
+        p0 = scale / torch.sqrt(torch.clamp(nx, min=eps2))
+        q = 1.0 / torch.sqrt(torch.clamp(ny[None] - 2 * al * b[None] + al ** 2 * mm, min=eps2))
+        return _Spec("cos_text", "Gp", row_add=-al * (a * p0)[None], col_mul=q, cdt=cdt)
     # Euclidean family, in coordinates translated by a common centre (distances do not change):
-    # |x - a m - y|^2 = |x|^2 + |y|^2 - 2 G - 2a x.m + 2a y.m + a^2 |m|^2  (image shift), text: signs of a flip.
+    # |x - a m - y|^2 = |x|^2 + |y|^2 - 2 x.y - 2a x.m + 2a y.m + a^2 |m|^2 (image shift); text: y - a m.
     nx, ny = v["nxc"], v["nyc"]
     if shift == "image":
         a, b, mm = v["ac_image"], v["bc_image"], v["mm_image"]
@@ -199,35 +210,93 @@ def _spec_vectors(geometry, shift, alphas, scale, v, torch):
         a, b, mm = v["ac_text"], v["bc_text"], v["mm_text"]
         r = nx[None] + 2 * al * a[None]
         c = ny[None] - 2 * al * b[None] + al ** 2 * mm
-    if geometry == "sq_euclidean":
-        return "H2", -scale * r, -scale * c, None, None, None
-    if geometry == "euclidean":
-        return "Hm", r, c, None, None, -scale
+    if geometry == "sq_euclidean":  # base = 2 scale x.y
+        return _Spec("sq", "H2", row_add=-scale * r, col_add=-scale * c, cdt=cdt)
+    if geometry == "euclidean":  # base = -2 x.y
+        return _Spec("euc", "Hm", row_add=r, col_add=c, post=-scale, cdt=cdt)
     raise ValueError(f"unknown geometry {geometry!r}; expected one of {GEOMETRIES}")
 
 
 def _block_logits(spec, a, base, rows, cols, out, torch):
-    """Write the logits of one (row block, column set) for alpha index ``a`` into ``out`` (in place)."""
-    _, row_add, col_add, row_mul, col_mul, post = spec
-    dt = out.dtype
-    ra = None if row_add is None else row_add[a, rows].to(dt)
-    ca = None if col_add is None else col_add[a, cols].to(dt)
-    if ra is not None and ca is not None:
+    """Write the logits ``S`` of one (row block, column set) for alpha index ``a`` into ``out``."""
+    c = spec.c
+    ra = None if c["row_add"] is None else c["row_add"][a, rows]
+    ca = None if c["col_add"] is None else c["col_add"][a, cols]
+    if ra is not None:
         torch.add(base, ra[:, None], out=out)
-        out.add_(ca[None, :])
-    elif ra is not None:
-        torch.add(base, ra[:, None], out=out)
+        if ca is not None:
+            out.add_(ca[None, :])
     elif ca is not None:
         torch.add(base, ca[None, :], out=out)
     else:
         out.copy_(base)
-    if row_mul is not None:
-        out.mul_(row_mul[a, rows].to(dt)[:, None])
-    if col_mul is not None:
-        out.mul_(col_mul[a, cols].to(dt)[None, :])
-    if post is not None:
-        out.clamp_(min=0).sqrt_().mul_(post)
+    if c["row_mul"] is not None:
+        out.mul_(c["row_mul"][a, rows][:, None])
+    if c["col_mul"] is not None:
+        out.mul_(c["col_mul"][a, cols][None, :])
+    if spec.post is not None:
+        out.clamp_(min=0).sqrt_().mul_(spec.post)
     return out
+
+
+def _shifted_block(spec, a, base, rows, j0, out, need_colmax, torch):
+    """``out <- S - r`` for one row block over all columns, with ``r`` the exact row maxima of ``S``.
+
+    Returns ``(r, diag, i2t, colmax, dcmp)``: ``r`` and ``diag = S[j, j]`` in float64, ``i2t`` whether
+    the diagonal attains its row maximum; with ``need_colmax`` also the block's column maxima of a score
+    that orders each column like ``S`` (``S`` itself, or ``-T`` for ``euclidean``) and the diagonal in
+    that score, computed by the same arithmetic so that ``dcmp >= colmax`` is an exact test (else None).
+    Each kind uses as few full passes as its algebra allows (row shifts are folded where they commute).
+    """
+    c = spec.c
+    b = out.shape[0]
+    ar = torch.arange(b, device=out.device)
+    dg_idx = (ar, ar + j0)
+    colmax = dcmp = None
+    if spec.kind == "cos_image" and not need_colmax:
+        # U = base + col_add; S = p_j U; p_j > 0 so the row argmax of S is that of U
+        p = c["row_mul"][a, rows]
+        torch.add(base, c["col_add"][a][None, :], out=out)
+        u = torch.amax(out, dim=1)
+        du = out[dg_idx]
+        i2t = du >= u
+        r = u * p
+        torch.addcmul((-r)[:, None], out, p[:, None], out=out)
+        return r.double(), du.double() * p.double(), i2t, None, None
+    if spec.kind == "sq":
+        # U = base + col_add = S - row_add_j: the row shift of S is that of U
+        ra = spec.f64["row_add"][a, rows]
+        torch.add(base, c["col_add"][a][None, :], out=out)
+        u = torch.amax(out, dim=1)
+        du = out[dg_idx]
+        i2t = du >= u
+        if need_colmax:
+            sfull = out + c["row_add"][a, rows][:, None]
+            colmax, dcmp = torch.amax(sfull, dim=0), sfull[dg_idx]
+        out.sub_(u[:, None])
+        return u.double() + ra, du.double() + ra, i2t, colmax, dcmp
+    if spec.kind == "euc":
+        # T = sqrt(max(D, 0)); S = post T with post < 0: row max of S is post * row min of T
+        torch.add(base, c["row_add"][a, rows][:, None], out=out)
+        out.add_(c["col_add"][a][None, :]).clamp_(min=0).sqrt_()
+        tmin = torch.amin(out, dim=1)
+        dt = out[dg_idx]
+        i2t = dt <= tmin
+        if need_colmax:
+            colmax, dcmp = -torch.amin(out, dim=0), -dt
+        r = tmin * spec.post
+        torch.addcmul((-r)[:, None], out, torch.full((1, 1), spec.post, dtype=out.dtype, device=out.device),
+                      out=out)
+        return r.double(), dt.double() * spec.post, i2t, colmax, dcmp
+    # generic: materialise S
+    _block_logits(spec, a, base, rows, slice(None), out, torch)
+    r = torch.amax(out, dim=1)
+    d = out[dg_idx]
+    if need_colmax:
+        colmax, dcmp = torch.amax(out, dim=0), d
+    i2t = d >= r
+    out.sub_(r[:, None])
+    return r.double(), d.double(), i2t, colmax, dcmp
 
 
 def default_row_block(n: int, target_elements: int = 1 << 20) -> int:
@@ -237,18 +306,19 @@ def default_row_block(n: int, target_elements: int = 1 << 20) -> int:
 
 def sweep_pair_terms(image, text, alphas, *, scale: float, means: dict, geometries=("cosine",),
                      shifts=SHIFTS, row_block: int | None = None, threads: int | None = None,
-                     device: str = "cpu", dtype: str = "float32") -> dict:
+                     device: str = "cpu", dtype: str = "float32", text_to_image: bool = True) -> dict:
     """The alpha sweep of Eq. 9 for every geometry and shifted modality at once: ``{(geometry, shift): PairTerms}``.
 
     ``means = {"image": m_i, "text": m_t}`` (raw means over the whole set). One pass over row blocks of
-    ``M`` pairs: per block one product ``X_b Y^T`` (per geometry family) feeds every (geometry, shift,
-    alpha); per alpha the logits come from the product by O(M) vectors (affine/quadratic in alpha), then a
-    single ``exp`` pass (shifted by the exact row maximum) feeds the row sums (image->text) and, through a
-    matrix-vector product with ``exp(row max - block max)``, the column sums (text->image), which are
-    accumulated in float64 in a running frame. Row and column maxima give top-1 correctness. Columns whose
-    maximum lies so far below the frame that float underflow could bias their sum (possible only for
-    extreme logit ranges, e.g. Euclidean logits at a large scale) are recomputed exactly in a second pass
-    shifted by their own maximum; ``info["fallback_columns"]`` counts them. Memory is O(row_block * M).
+    the ``M`` pairs: per block one product ``X_b Y^T`` per geometry family (cosine; Euclidean), formed in
+    float64 and rounded once to ``dtype``, feeds every (geometry, shift, alpha): per alpha the logits
+    follow from it through O(M) vectors (dot products are affine and squared norms quadratic in alpha).
+    Then a single ``exp`` pass, shifted by the exact row maxima, feeds the row sums (image->text) and,
+    through a matrix-vector product with ``exp(row max - block max)``, the column sums (text->image),
+    accumulated in float64 in a running frame. Row (and, with ``text_to_image``, column) maxima give
+    top-1 correctness. Columns whose sums may have lost terms to float underflow (only with extreme logit
+    ranges, e.g. Euclidean logits at a large scale) are recomputed exactly in a second pass, each shifted
+    by its own maximum; ``info["fallback_columns"]`` counts them. Memory is O(row_block * M).
     """
     import torch
 
@@ -260,32 +330,37 @@ def sweep_pair_terms(image, text, alphas, *, scale: float, means: dict, geometri
     for s in shifts:
         if s not in SHIFTS:
             raise ValueError(f"unknown shift {s!r}; expected one of {SHIFTS}")
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
     cdt = {"float32": torch.float32, "float64": torch.float64}[dtype]
-    f64 = torch.float64
     dev = torch.device(device)
     old_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))
     try:
-        return _sweep(torch, image, text, np.asarray(alphas, np.float64), float(scale), means, geometries,
-                      shifts, row_block, dev, cdt, f64)
+        with torch.no_grad():
+            return _sweep(torch, image, text, np.asarray(alphas, np.float64), float(scale), means, geometries,
+                          shifts, row_block, dev, cdt, bool(text_to_image))
     finally:
         torch.set_num_threads(old_threads)
 
 
-def _sweep(torch, image, text, alphas, scale, means, geometries, shifts, row_block, dev, cdt, f64):
+def _sweep(torch, image, text, alphas, scale, means, geometries, shifts, row_block, dev, cdt, need_colmax):
+    f64 = torch.float64
     x64 = torch.as_tensor(np.asarray(image, np.float64), device=dev)
     y64 = torch.as_tensor(np.asarray(text, np.float64), device=dev)
     n = x64.shape[0]
-    if y64.shape[0] != n:
-        raise ValueError(f"image and text must pair row by row, got {x64.shape[0]} and {y64.shape[0]} rows")
+    if y64.shape[0] != n or x64.ndim != 2 or y64.ndim != 2 or x64.shape[1] != y64.shape[1]:
+        raise ValueError(f"image and text must pair row by row, got shapes {tuple(x64.shape)} and {tuple(y64.shape)}")
+    if n == 0:
+        raise ValueError("empty batch")
     n_alpha = len(alphas)
     block = int(row_block) if row_block else default_row_block(n)
     cos_needed = "cosine" in geometries
     euc_needed = any(g != "cosine" for g in geometries)
 
-    # O(M) vectors (float64) from which every alpha's logits follow
-    v = {}
+    # O(M) float64 vectors from which every alpha's logits follow
+    v = {"device": dev}
     m = {s: torch.as_tensor(np.asarray(means[s], np.float64), device=dev) for s in shifts}
     for s in shifts:
         v[f"mm_{s}"] = float(m[s] @ m[s])
@@ -293,122 +368,123 @@ def _sweep(torch, image, text, alphas, scale, means, geometries, shifts, row_blo
         v["nx"], v["ny"] = (x64 * x64).sum(1), (y64 * y64).sum(1)
         for s in shifts:
             v[f"a_{s}"], v[f"b_{s}"] = x64 @ m[s], y64 @ m[s]
-        xf, yf = x64.to(cdt), y64.to(cdt)
-        p0 = (scale / torch.sqrt(torch.clamp(v["nx"], min=_TINY_NORM ** 2))).to(cdt)
-        qf = (1.0 / torch.sqrt(torch.clamp(v["ny"], min=_TINY_NORM ** 2))).to(cdt)
+        p0 = scale / torch.sqrt(torch.clamp(v["nx"], min=_TINY_NORM ** 2))
+        qf = 1.0 / torch.sqrt(torch.clamp(v["ny"], min=_TINY_NORM ** 2))
     if euc_needed:
         centre = 0.5 * (x64.mean(0) + y64.mean(0))
         xc, yc = x64 - centre, y64 - centre
         v["nxc"], v["nyc"] = (xc * xc).sum(1), (yc * yc).sum(1)
         for s in shifts:
             v[f"ac_{s}"], v[f"bc_{s}"] = xc @ m[s], yc @ m[s]
-        xcf, ycf = xc.to(cdt), yc.to(cdt)
-        del xc, yc
     combos = [(g, s) for g in geometries for s in shifts]
-    specs = {k: _spec_vectors(k[0], k[1], alphas, scale, v, torch) for k in combos}
-
-    def new(dt=f64, fill=0.0):
-        return torch.full((n_alpha, n), fill, dtype=dt, device=dev)
-
-    acc = {k: dict(diag=new(), row_lse=new(), i2t=torch.zeros((n_alpha, n), dtype=torch.bool, device=dev),
-                   colsum=new(), colmax=new(cdt, -math.inf),
-                   frame=torch.full((n_alpha,), -math.inf, dtype=f64, device=dev)) for k in combos}
-    buf = torch.empty((block, n), dtype=cdt, device=dev)
-    gbuf = torch.empty((block, n), dtype=cdt, device=dev)
-    colmax_b = torch.empty(n, dtype=cdt, device=dev)
+    specs = {k: _make_spec(k[0], k[1], alphas, scale, v, cdt, torch) for k in combos}
 
     def bases_for(j0, j1, cols=None):
-        """Lazily built base matrices of one row block (optionally restricted to columns ``cols``)."""
+        """Lazily built base matrices of one row block (optionally restricted to columns ``cols``).
+
+        The products are formed in float64 and rounded once to the compute dtype."""
         cache = {}
+        cs = slice(None) if cols is None else cols
 
         def get(name):
             if name in cache:
                 return cache[name]
             if name in ("Gq", "Gp"):
                 if "G" not in cache:
-                    yy = yf if cols is None else yf[cols]
-                    cache["G"] = torch.mm(xf[j0:j1], yy.t())
+                    cache["G"] = torch.mm(x64[j0:j1], y64[cs].t())
                 g = cache["G"]
-                cache[name] = g * (qf[None, :] if cols is None else qf[cols][None, :]) if name == "Gq" \
-                    else g * p0[j0:j1, None]
+                val = g * qf[cs][None, :] if name == "Gq" else g * p0[j0:j1, None]
             else:
                 if "Gc" not in cache:
-                    yy = ycf if cols is None else ycf[cols]
-                    cache["Gc"] = torch.mm(xcf[j0:j1], yy.t())
-                cache[name] = cache["Gc"] * (2.0 * scale if name == "H2" else -2.0)
+                    cache["Gc"] = torch.mm(xc[j0:j1], yc[cs].t())
+                val = cache["Gc"] * (2.0 * scale if name == "H2" else -2.0)
+            cache[name] = val.to(cdt)
             return cache[name]
         return get
 
-    all_cols = slice(None)
+    def new(dt=f64, fill=0.0):
+        return torch.full((n_alpha, n), fill, dtype=dt, device=dev)
+
+    acc = {k: dict(diag=new(), row_lse=new(), i2t=torch.zeros((n_alpha, n), dtype=torch.bool, device=dev),
+                   colsum=new(), colmax=new(cdt, -math.inf) if need_colmax else None,
+                   dcmp=new(cdt) if need_colmax else None,
+                   frame=torch.full((n_alpha,), -math.inf, dtype=f64, device=dev)) for k in combos}
+    buf = torch.empty((block, n), dtype=cdt, device=dev)
     for j0 in range(0, n, block):
         j1 = min(n, j0 + block)
-        b = j1 - j0
         rows = slice(j0, j1)
         get = bases_for(j0, j1)
-        s_blk = buf[:b]
-        ar = torch.arange(b, device=dev)
+        s_blk = buf[: j1 - j0]
         for k in combos:
             spec, st = specs[k], acc[k]
-            base = get(spec[0])
+            base = get(spec.base)
             for a in range(n_alpha):
-                _block_logits(spec, a, base, rows, all_cols, s_blk, torch)
-                r = torch.amax(s_blk, dim=1)
-                torch.amax(s_blk, dim=0, out=colmax_b)
-                torch.maximum(st["colmax"][a], colmax_b, out=st["colmax"][a])
-                d = s_blk[ar, ar + j0]
-                st["diag"][a, rows] = d.to(f64)
-                st["i2t"][a, rows] = d >= r
-                s_blk.sub_(r[:, None]).exp_()
-                r64 = r.to(f64)
-                st["row_lse"][a, rows] = r64 + torch.log(s_blk.sum(1).to(f64))
-                rb = r64.max()
-                w = torch.exp(r64 - rb).to(cdt)
-                cs = torch.mv(s_blk.t(), w).to(f64)
+                r, d, i2t, cmax, dcmp = _shifted_block(spec, a, base, rows, j0, s_blk, need_colmax, torch)
+                st["diag"][a, rows] = d
+                st["i2t"][a, rows] = i2t
+                if need_colmax:
+                    torch.maximum(st["colmax"][a], cmax, out=st["colmax"][a])
+                    st["dcmp"][a, rows] = dcmp
+                s_blk.exp_()
+                st["row_lse"][a, rows] = r + torch.log(s_blk.sum(1).to(f64))
+                rb = r.max()
+                cs = torch.mv(s_blk.t(), torch.exp(r - rb).to(cdt)).to(f64)
                 fr = st["frame"][a]
                 new_fr = torch.maximum(fr, rb)
-                col = st["colsum"][a]
-                col.mul_(torch.exp(fr - new_fr)).add_(cs * torch.exp(rb - new_fr))
+                st["colsum"][a].mul_(torch.exp(fr - new_fr)).add_(cs * torch.exp(rb - new_fr))
                 st["frame"][a] = new_fr
         del get
+    del buf
 
-    # columns whose sums may have lost terms to underflow: recompute exactly, shifted by their own maximum
+    # Column sums can lose terms to underflow only where the column lies far below the frame; such
+    # columns (flagged from their maximum, or from a lower bound on it) are recomputed exactly.
     log_tiny = math.log(torch.finfo(cdt).tiny)
-    margin = math.log(max(n, 1)) + log_tiny + 25.0
+    margin = math.log(n) + log_tiny + 25.0
     out = {}
-    fallback_total = 0
     for k in combos:
         st = acc[k]
-        colmax = st["colmax"].to(f64)
-        flagged = colmax < (st["frame"][:, None] + margin)
         col_lse = st["frame"][:, None] + torch.log(st["colsum"])
+        if need_colmax:
+            # the score is S itself, or -T = S / |post| for euclidean
+            colmax = st["colmax"].to(f64) * (-specs[k].post if specs[k].kind == "euc" else 1.0)
+            flagged = colmax < st["frame"][:, None] + margin
+            t2i = st["dcmp"] >= st["colmax"]
+        else:
+            flagged = (col_lse - math.log(n)) < st["frame"][:, None] + margin
+            t2i = torch.zeros_like(st["i2t"])
         n_flag = int(flagged.sum())
         if n_flag:
-            fallback_total += n_flag
             cols = torch.nonzero(flagged.any(0)).flatten()
-            col_lse[:, cols] = _exact_columns(torch, specs[k], cols, colmax[:, cols], n, block, bases_for, cdt, f64,
-                                              n_alpha, dev)
-        t2i = st["diag"] >= colmax
+            col_lse[:, cols] = _exact_columns(torch, specs[k], cols, n, block, bases_for, cdt, n_alpha, dev)
         out[k] = PairTerms(alphas.copy(), st["diag"].cpu().numpy(), st["row_lse"].cpu().numpy(),
                            col_lse.cpu().numpy(), st["i2t"].cpu().numpy(), t2i.cpu().numpy(),
-                           info={"fallback_columns": n_flag, "row_block": block, "dtype": str(cdt)})
+                           info={"fallback_columns": n_flag, "row_block": block, "dtype": str(cdt).split(".")[-1],
+                                 "text_to_image": need_colmax})
     return out
 
 
-def _exact_columns(torch, spec, cols, colmax, n, block, bases_for, cdt, f64, n_alpha, dev):
-    """log sum_j exp S[j, cols] for every alpha, each column shifted by its own maximum (float64 sums)."""
-    sums = torch.zeros((n_alpha, len(cols)), dtype=f64, device=dev)
-    cm = colmax.to(cdt)
+def _exact_columns(torch, spec, cols, n, block, bases_for, cdt, n_alpha, dev):
+    """``log sum_j exp S[j, cols]`` for every alpha by an online log-sum-exp over row blocks, each block
+    shifted by its own column maxima (float64 accumulation)."""
+    f64 = torch.float64
+    run_max = torch.full((n_alpha, len(cols)), -math.inf, dtype=f64, device=dev)
+    run_sum = torch.zeros((n_alpha, len(cols)), dtype=f64, device=dev)
     buf = torch.empty((block, len(cols)), dtype=cdt, device=dev)
     for j0 in range(0, n, block):
         j1 = min(n, j0 + block)
         get = bases_for(j0, j1, cols)
-        base = get(spec[0])
+        base = get(spec.base)
         s_blk = buf[: j1 - j0]
         for a in range(n_alpha):
             _block_logits(spec, a, base, slice(j0, j1), cols, s_blk, torch)
-            s_blk.sub_(cm[a][None, :]).exp_()
-            sums[a] += s_blk.to(f64).sum(0)
-    return colmax + torch.log(sums)
+            bmax = torch.amax(s_blk, dim=0)
+            s_blk.sub_(bmax[None, :]).exp_()
+            bsum = s_blk.to(f64).sum(0)
+            bmax = bmax.to(f64)
+            new_max = torch.maximum(run_max[a], bmax)
+            run_sum[a] = run_sum[a] * torch.exp(run_max[a] - new_max) + bsum * torch.exp(bmax - new_max)
+            run_max[a] = new_max
+    return run_max + torch.log(run_sum)
 
 
 # ----------------------------------------------------------------------------- batches and curves
@@ -469,8 +545,15 @@ CURVE_KEYS = ("loss", "alignment", "uniformity")
 SUBSETS = ("all", "correct", "misclassified")
 
 
-def curves_from_terms(terms: list[PairTerms], correct_by: str = "image_to_text") -> dict:
+CLASSIFY_AT = ("zero", "each")
+
+
+def curves_from_terms(terms: list[PairTerms], correct_by: str = "image_to_text", classify_at: str = "zero") -> dict:
     """Pool the per-pair terms of one or more batches into per-alpha curves.
+
+    ``classify_at = "zero"``: a pair's class (correct or misclassified) is the one it has at alpha = 0 (the
+    model as trained), so each subset holds the same pairs at every alpha; ``"each"``: pairs are classified
+    anew at every alpha.
 
     Returns arrays over alpha: ``{loss,alignment,uniformity}_{all,correct,misclassified}`` (means over the
     pairs of the subset, pooled over batches; NaN for an empty subset), ``n_pairs``, ``n_correct``,
@@ -482,8 +565,15 @@ def curves_from_terms(terms: list[PairTerms], correct_by: str = "image_to_text")
     counts = {s: np.zeros(n_alpha) for s in SUBSETS}
     i2t = np.zeros(n_alpha)
     t2i = np.zeros(n_alpha)
+    if classify_at not in CLASSIFY_AT:
+        raise ValueError(f"unknown classify_at {classify_at!r}; expected one of {CLASSIFY_AT}")
     for t in terms:
         ok = t.correct(correct_by)
+        if classify_at == "zero":
+            i0 = np.flatnonzero(np.isclose(t.alphas, 0.0, atol=1e-12))
+            if not i0.size:
+                raise ValueError("classify_at='zero' needs alpha = 0 on the grid")
+            ok = np.broadcast_to(ok[i0[0]], ok.shape)
         masks = {"all": np.ones_like(ok), "correct": ok, "misclassified": ~ok}
         vals = {"loss": t.loss, "alignment": t.alignment, "uniformity": t.uniformity}
         for s, mk in masks.items():
@@ -501,6 +591,8 @@ def curves_from_terms(terms: list[PairTerms], correct_by: str = "image_to_text")
     out["n_misclassified"] = counts["misclassified"].astype(np.int64)
     out["accuracy_i2t"] = i2t / counts["all"]
     out["accuracy_t2i"] = t2i / counts["all"]
+    if not all(t.info.get("text_to_image", True) for t in terms):
+        out["accuracy_t2i"] = np.full(n_alpha, np.nan)
     return out
 
 
@@ -529,8 +621,9 @@ def shift_summary(alphas: np.ndarray, curves: dict) -> dict:
 
 def alpha_sweep(image, text, alphas, *, scale: float, means: dict, geometries=GEOMETRIES, shifts=SHIFTS,
                 batches: list[np.ndarray] | None = None, correct_by: str = "image_to_text",
+                classify_at: str = "zero",
                 row_block: int | None = None, threads: int | None = None, device: str = "cpu",
-                dtype: str = "float32") -> tuple[dict, dict]:
+                dtype: str = "float32", text_to_image: bool = True) -> tuple[dict, dict]:
     """Eqs. 7-9 over an alpha grid for every geometry and shifted modality, pooled over ``batches``.
 
     ``image``/``text`` are the paired raw rows (pair j = row j of each); ``batches`` lists row indices
@@ -544,10 +637,146 @@ def alpha_sweep(image, text, alphas, *, scale: float, means: dict, geometries=GE
     fallback = 0
     for idx in batches:
         res = sweep_pair_terms(image[idx], text[idx], alphas, scale=scale, means=means, geometries=geometries,
-                               shifts=shifts, row_block=row_block, threads=threads, device=device, dtype=dtype)
+                               shifts=shifts, row_block=row_block, threads=threads, device=device, dtype=dtype,
+                               text_to_image=text_to_image or correct_by != "image_to_text")
         for k, t in res.items():
             terms[k].append(t)
             fallback += t.info["fallback_columns"]
-    curves = {k: curves_from_terms(v, correct_by) for k, v in terms.items()}
+    curves = {k: curves_from_terms(v, correct_by, classify_at) for k, v in terms.items()}
     return curves, {"fallback_columns": fallback, "n_batches": len(batches),
                     "batch_sizes": sorted({len(b) for b in batches})}
+
+
+# ----------------------------------------------------------------------------- the stage
+DEFINITIONS = {
+    "batch": "pairs (image j, text j); default one batch of every image with its first caption in annotation "
+             "order; with batch_size set, disjoint seeded random batches of that size, pooled",
+    "shift": "Eq. 9: v' = v - alpha * m, m the mean of the RAW embeddings of the shifted modality over every row "
+             "of embeddings.h5; the other modality is unchanged; cosine re-normalises after shifting",
+    "loss": "Eq. 7 per pair j: -S[j,j] + 1/2 logsumexp_k S[j,k] + 1/2 logsumexp_k S[k,j] (rows images, columns "
+            "texts, softmax over the whole batch); alignment = -S[j,j], uniformity = the two half "
+            "log-sum-exps (Eq. 8); subset values are means over the subset's pairs",
+    "correct": "a pair is correctly classified when its logit attains the maximum of its row (image_to_text), "
+               "of its column (text_to_image) or both, as set by correct_by; ties count as correct; "
+               "classify_at zero: the class at alpha = 0 (the same pairs at every alpha), each: at every alpha",
+    "accuracy": "recall@1 inside the batch, image-to-text (accuracy_i2t) and text-to-image (accuracy_t2i)",
+    "geometries": "cosine: S = scale cos(x, y); euclidean: S = -scale |x - y|; sq_euclidean: S = -scale |x - y|^2 "
+                  "(unnormalised vectors)",
+}
+
+
+@dataclass
+class SweepResult:
+    alphas: np.ndarray
+    scale: float
+    curves: dict
+    summary: dict
+    details: dict
+    columns: dict
+
+
+def _resolve_device(device: str) -> str:
+    if device in (None, "cpu"):
+        return "cpu"
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("stages.alpha_sweep.device is 'cuda' but torch sees no CUDA device")
+    return device
+
+
+def compute_alpha_sweep(path, p: dict, log=None, threads: int | None = None) -> SweepResult:
+    """The alpha_sweep stage on one embeddings file (settings ``p`` = ``stages.alpha_sweep``)."""
+    import logging
+    import time
+
+    from clipgeom.h5io import read_embeddings
+
+    log = log or logging.getLogger(__name__)
+    emb = read_embeddings(path)
+    img_rows, txt_rows = select_pairs(emb, p.get("caption_policy", "first"), int(p.get("seed", 0)))
+    if len(img_rows) < 2:
+        raise ValueError(f"{path}: alpha_sweep needs at least 2 image-caption pairs, found {len(img_rows)}")
+    n_unpaired = emb.image.shape[0] - len(img_rows)
+    if n_unpaired:
+        log.warning("%d image(s) without a caption are left out of the batch", n_unpaired)
+    means = {"image": emb.image.astype(np.float64).mean(0), "text": emb.text.astype(np.float64).mean(0)}
+    scale = float(p["logit_scale"]) if p.get("logit_scale") is not None else float(emb.logit_scale)
+    if not scale > 0:
+        raise ValueError(f"{path}: logit scale must be > 0, got {scale}")
+    alphas = alpha_grid(float(p["alpha_min"]), float(p["alpha_max"]), float(p["alpha_step"]))
+    geometries = list(dict.fromkeys(p.get("geometries") or GEOMETRIES))
+    correct_by = p.get("correct_by", "image_to_text")
+    classify_at = p.get("classify_at", "zero")
+    text_to_image = bool(p.get("text_to_image", True)) or correct_by != "image_to_text"
+    batches = make_batches(len(img_rows), p.get("batch_size"), p.get("n_batches"), int(p.get("seed", 0)))
+    if len(batches) > 1 or len(batches[0]) < len(img_rows):
+        left = len(img_rows) - len(np.unique(np.concatenate(batches)))
+        log.info("%d random batches of %d pairs (seed %s); %d pair(s) in no batch", len(batches),
+                 len(batches[0]), p.get("seed"), left)
+    device = _resolve_device(p.get("device", "cpu"))
+    log.info("alpha sweep: %d pairs, %d alphas in [%g, %g], geometries %s, logit scale %g (%s), device %s",
+             len(img_rows), len(alphas), alphas[0], alphas[-1], geometries, scale,
+             "config" if p.get("logit_scale") is not None else "embeddings.h5", device)
+    t0 = time.perf_counter()
+    curves, info = alpha_sweep(emb.image[img_rows], emb.text[txt_rows], alphas, scale=scale, means=means,
+                               geometries=geometries, shifts=SHIFTS, batches=batches, correct_by=correct_by,
+                               classify_at=classify_at, row_block=p.get("row_block"), threads=threads, device=device,
+                               dtype=p.get("dtype", "float32"), text_to_image=text_to_image)
+    elapsed = time.perf_counter() - t0
+    if info["fallback_columns"]:
+        log.warning("%d (alpha, column) log-sum-exps were recomputed exactly (logits spread too wide for the "
+                    "one-pass float sums)", info["fallback_columns"])
+    log.info("sweep took %.2f s", elapsed)
+
+    def block(g):
+        return {f"{s}_shift": shift_summary(alphas, curves[(g, s)]) for s in SHIFTS}
+
+    summary = {}
+    if "cosine" in geometries:
+        summary.update(block("cosine"))
+    else:
+        log.warning("cosine is not among the geometries: the top-level summary keys are null")
+        summary.update({f"{s}_shift": {"argmin_alpha": {k: None for k in SUBSETS}, "loss_at_zero": None,
+                                        "accuracy_at_zero": None} for s in SHIFTS})
+    for g in geometries:
+        if g != "cosine":
+            summary[g] = block(g)
+    summary["logit_scale"] = scale
+    summary["n_pairs"] = int(len(img_rows))
+    for g in geometries:
+        for s in SHIFTS:
+            ss = shift_summary(alphas, curves[(g, s)])
+            log.info("%s, %s shift: loss at 0 = %.5f, argmin alpha all/correct/misclassified = %s/%s/%s", g, s,
+                     ss["loss_at_zero"], *(ss["argmin_alpha"][k] for k in SUBSETS))
+    details = {
+        "definitions": DEFINITIONS,
+        "alphas": alphas,
+        "geometries": geometries,
+        "correct_by": correct_by,
+        "classify_at": classify_at,
+        "caption_policy": p.get("caption_policy", "first"),
+        "batches": {"n_batches": info["n_batches"], "batch_sizes": info["batch_sizes"]},
+        "means": {"image_norm": float(np.linalg.norm(means["image"])),
+                  "text_norm": float(np.linalg.norm(means["text"])),
+                  "gap": float(np.linalg.norm(means["image"] - means["text"]))},
+        "fallback_columns": info["fallback_columns"],
+        "device": device,
+        "seconds": elapsed,
+        "curves": {g: {s: curves[(g, s)] for s in SHIFTS} for g in geometries},
+    }
+    cols = {"geometry": [], "shift": [], "alpha": []}
+    keys = [f"{q}_{s}" for q in CURVE_KEYS for s in SUBSETS] + ["n_pairs", "n_correct", "n_misclassified",
+                                                                 "accuracy_i2t", "accuracy_t2i"]
+    cols.update({k: [] for k in keys})
+    for g in geometries:
+        for s in SHIFTS:
+            c = curves[(g, s)]
+            cols["geometry"] += [g] * len(alphas)
+            cols["shift"] += [s] * len(alphas)
+            cols["alpha"] += [float(a) for a in alphas]
+            for k in keys:
+                cols[k] += np.asarray(c[k]).tolist()
+    return SweepResult(alphas, scale, curves, summary, details, cols)

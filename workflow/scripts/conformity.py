@@ -12,7 +12,7 @@ from clipgeom.outputs import save_figure, write_csv, write_metrics
 from clipgeom.plots import conformity as pc
 from clipgeom.scripting import get_job, setup_logging
 
-EMPTY = {"pearson": None, "a": None, "b": None, "mean": None, "std": None}
+EMPTY = {"pearson": None, "a": None, "b": None, "mean": None, "std": None, "inverse_a": None, "inverse_b": None}
 
 
 def main(job):
@@ -43,7 +43,9 @@ def main(job):
         log.info("%s: N=%d d=%d  Pearson(C, Ĉ)=%.9f  a=%.4f  b=%+.5f  mean C=%.4f  std C=%.4f",
                  mod, n, d, fit.pearson, fit.a, fit.b, conf.mean(), conf.std())
         summary[mod] = {"pearson": fit.pearson, "a": fit.a, "b": fit.b,
-                        "mean": float(conf.mean()), "std": float(conf.std())}
+                        "mean": float(conf.mean()), "std": float(conf.std()),
+                        # the reverse regression cos(m, v) = a'C + b', which the paper's a, b resemble
+                        "inverse_a": inv.a, "inverse_b": inv.b}
         details["modalities"][mod] = {
             "n": n, "dim": d,
             "unit_mean_norm": float(np.linalg.norm(sums.unit_mean)),

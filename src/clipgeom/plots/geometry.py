@@ -234,7 +234,15 @@ def plot_eigen_spectrum(per_mod: dict, label: str = ""):
 def plot_whitening(per_mod: dict, bins: int = 60, label: str = ""):
     """Supplementary: ‖z‖ of the whitened vectors against the chi(k) density a multivariate
     normal would give, and the per-axis excess kurtosis (0 for a normal)."""
-    from scipy import stats
+    import math
+
+    from clipgeom.geometry import chi_mean
+
+    def chi_pdf(t, k):  # density of chi(k), in logs: x^(k-1) e^(-x²/2) / (2^(k/2-1) Γ(k/2))
+        t = np.asarray(t, float)
+        with np.errstate(divide="ignore"):
+            logp = (k - 1) * np.log(t) - t * t / 2 - (k / 2 - 1) * math.log(2) - math.lgamma(k / 2)
+        return np.where(t > 0, np.exp(logp), 0.0)
 
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -246,8 +254,9 @@ def plot_whitening(per_mod: dict, bins: int = 60, label: str = ""):
         if zn.size:
             lo, hi = min(lo, zn.min()), max(hi, zn.max())
         if k > 0:
-            a, b = stats.chi.ppf([1e-4, 1 - 1e-4], k)
-            lo, hi = min(lo, a), max(hi, b)
+            mu = chi_mean(k)
+            sd = math.sqrt(max(k - mu * mu, 0.0))
+            lo, hi = min(lo, max(mu - 5 * sd, 0.0)), max(hi, mu + 5 * sd)
     edges = np.linspace(lo, hi, bins + 1) if np.isfinite(lo) and hi > lo else bins
     degenerate = []
     for mod in ("image", "text"):
@@ -258,7 +267,7 @@ def plot_whitening(per_mod: dict, bins: int = 60, label: str = ""):
         ax.hist(zn, bins=edges, density=True, alpha=0.5, color=COLORS[mod], label=f"{mod} (k = {k})")
         if k > 0:
             t = np.linspace(lo, hi, 400)
-            ax.plot(t, stats.chi.pdf(t, k), color=COLORS[mod], ls="--", lw=1, label=f"chi({k})")
+            ax.plot(t, chi_pdf(t, k), color=COLORS[mod], ls="--", lw=1, label=f"chi({k})")
     ax.set_xlabel("‖z‖ (whitened)")
     ax.set_ylabel("density")
     ax.set_title("Whitened norms vs chi" + (f" — N ≤ d for {', '.join(degenerate)}: degenerate"

@@ -1,0 +1,35 @@
+# Cross-model comparison: every headline number of every dataset x model summary.json in one table
+# and two figures (results/comparison/) — is the double ellipsoid universal? One job for the whole run.
+# Computation: src/clipgeom/compare.py; figures: src/clipgeom/plots/compare.py.
+
+from clipgeom.compare import HEADLINE_PATTERNS
+
+
+rule compare_models:
+    input:
+        summaries=[f"results/{d}/{m}/summary.json" for d, m in analysis_pairs()],
+    output:
+        table=report("results/comparison/summary_table.csv",
+                     caption="../report/compare/summary_table.rst",
+                     category="Cross-model comparison", subcategory="All datasets × models"),
+        grid_png=report("results/comparison/headline_grid.png",
+                        caption="../report/compare/headline_grid.rst",
+                        category="Cross-model comparison", subcategory="All datasets × models"),
+        grid_pdf="results/comparison/headline_grid.pdf",
+        all_png=report("results/comparison/all_numbers.png",
+                       caption="../report/compare/all_numbers.rst",
+                       category="Cross-model comparison", subcategory="All datasets × models"),
+        all_pdf="results/comparison/all_numbers.pdf",
+    params:
+        pairs=[f"{d} × {m}" for d, m in analysis_pairs()],
+        headline=list(HEADLINE_PATTERNS),
+        code=code_version("workflow/scripts/compare_models.py", "compare", "plots/compare", "summary",
+                          "paper", "outputs", "scripting"),
+    log:
+        "results/comparison/logs/compare_models.log",
+    benchmark:
+        "results/comparison/benchmarks/compare_models.tsv"
+    conda:
+        "../envs/clipgeom.yaml"
+    script:
+        "../workflow/scripts/compare_models.py"

@@ -1,0 +1,30 @@
+"""Every dataset × model summary.json side by side: one CSV row per pair, a grid of the main headline
+numbers and a heatmap of every numeric one."""
+from fnmatch import fnmatchcase
+
+from clipgeom.compare import comparison_table, headline_keys, numeric_columns, write_comparison_csv
+from clipgeom.outputs import read_json, save_figure
+from clipgeom.paper import PAPER_VALUES
+from clipgeom.plots import compare as pc
+from clipgeom.scripting import get_job, setup_logging
+
+
+def main(job):
+    log = setup_logging(job)
+    summaries = [read_json(p) for p in job.input.summaries]
+    columns, rows = comparison_table(summaries)
+    write_comparison_csv(job.output.table, columns, rows)
+    demo = any(bool(s.get("demo")) for s in summaries)
+    numeric = numeric_columns(columns, rows)
+    keys = headline_keys(columns, rows, patterns=list(job.params.headline))
+    missing = [p for p in job.params.headline if not any(fnmatchcase(k, p) for k in keys)]
+    if missing:
+        log.info("headline patterns matching no numeric key (left out of the grid): %s", ", ".join(missing))
+    log.info("%d dataset x model rows, %d columns (%d numeric); grid of %d headline keys",
+             len(rows), len(columns), len(numeric), len(keys))
+    save_figure(pc.headline_grid(rows, keys, paper=PAPER_VALUES), job.output.grid_png, job.output.grid_pdf,
+                demo=demo)
+    save_figure(pc.all_numbers(rows, numeric), job.output.all_png, job.output.all_pdf, demo=demo)
+
+
+main(get_job())
