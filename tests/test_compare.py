@@ -53,7 +53,8 @@ def test_flatten_summary_dotted_keys_and_skips():
 
 def test_comparison_table_one_row_per_pair_union_of_columns(tmp_path):
     a = _summary("coco", "B-32", 0.94, 1.03, 1.0)
-    b = _summary("coco", "L-14", 1.2, 0.9, 0.98, extra={"alpha_sweep": {"total": {"argmin_alpha": 0.1}}})
+    b = _summary("coco", "L-14", 1.2, 0.9, 0.98,
+                 extra={"alpha_sweep": {"image_shift": {"argmin_alpha": {"all": 0.1}}}})
     c = _summary("flickr", "B-32", 0.8, 1.1, 1.0)
     del c["kl_matching"]
     columns, rows = comparison_table([a, b, c])
@@ -61,7 +62,7 @@ def test_comparison_table_one_row_per_pair_union_of_columns(tmp_path):
     assert columns[:2] == ["dataset", "model"]
     assert len(columns) == len(set(columns))
     # a key only one model has still gets its column; the others are empty there
-    assert "alpha_sweep.total.argmin_alpha" in columns
+    assert "alpha_sweep.image_shift.argmin_alpha.all" in columns
     assert "kl_matching.argmin_alpha" in columns
 
     out = tmp_path / "cmp.csv"
@@ -72,8 +73,8 @@ def test_comparison_table_one_row_per_pair_union_of_columns(tmp_path):
     assert list(table[0]) == columns
     assert float(table[0]["covariance.image.mean_to_std_ratio"]) == 0.94
     assert float(table[1]["covariance.image.mean_to_std_ratio"]) == 1.2
-    assert table[0]["alpha_sweep.total.argmin_alpha"] == ""               # missing -> empty
-    assert float(table[1]["alpha_sweep.total.argmin_alpha"]) == 0.1
+    assert table[0]["alpha_sweep.image_shift.argmin_alpha.all"] == ""       # missing -> empty
+    assert float(table[1]["alpha_sweep.image_shift.argmin_alpha.all"]) == 0.1
     assert table[2]["kl_matching.argmin_alpha"] == ""
     assert table[0]["kl_matching.kl_at_zero"] == ""                         # None -> empty
     assert json.loads(table[0]["separability.top2_features"]) == [93, 134]  # lists as JSON
@@ -83,12 +84,13 @@ def test_comparison_table_one_row_per_pair_union_of_columns(tmp_path):
 
 
 def test_numeric_and_headline_columns():
-    a = _summary("coco", "B-32", 0.94, 1.03, 1.0, extra={"alpha_sweep": {"total": {"argmin_alpha": -0.1}}})
+    a = _summary("coco", "B-32", 0.94, 1.03, 1.0,
+                 extra={"alpha_sweep": {"image_shift": {"argmin_alpha": {"all": -0.1}}}})
     b = _summary("coco", "L-14", 1.2, 0.9, 0.98)
     columns, rows = comparison_table([a, b])
     num = numeric_columns(columns, rows)
     assert "covariance.image.mean_to_std_ratio" in num
-    assert "alpha_sweep.total.argmin_alpha" in num           # numeric where present, empty elsewhere
+    assert "alpha_sweep.image_shift.argmin_alpha.all" in num           # numeric where present, empty elsewhere
     for not_numeric in ("dataset", "model", "demo", "provenance.arch", "provenance.normalized",
                         "separability.top2_features", "kl_matching.kl_at_zero"):
         assert not_numeric not in num, not_numeric
@@ -96,7 +98,7 @@ def test_numeric_and_headline_columns():
     assert head[:3] == ["thin_shell.image.rel_error", "thin_shell.text.rel_error",
                         "covariance.image.mean_to_std_ratio"]
     assert "separability.svm_top2_accuracy" in head
-    assert "alpha_sweep.total.argmin_alpha" in head
+    assert "alpha_sweep.image_shift.argmin_alpha.all" in head
     assert "thin_shell.image.mu_norm" not in head            # numeric, but not a main headline number
     assert len(head) == len(set(head))
 

@@ -80,14 +80,18 @@ def test_logits_geometries_against_definitions():
 
 
 # ----------------------------------------------------------------------------- fast sweep vs direct
+@pytest.mark.parametrize("two_exp", ["auto", "flipped"])
 @pytest.mark.parametrize("geometry", L.GEOMETRIES)
-def test_fast_sweep_matches_direct(geometry):
+def test_fast_sweep_matches_direct(geometry, two_exp):
+    """float32 sweep vs float64 recomputation; both column-sum modes (one exp pass with the frame and
+    fallback; two exp passes with per-column frames) on every geometry."""
     x, y = clip_like(300, 32, seed=3)
     means = means_of(x, y)
     alphas = L.alpha_grid(-1, 1, 0.1)
     scale = SCALES[geometry]
+    mode = "auto" if two_exp == "auto" else geometry == "cosine"
     fast = L.sweep_pair_terms(x.astype(np.float32), y.astype(np.float32), alphas, scale=scale, means=means,
-                              geometries=(geometry,), row_block=64, threads=2)  # 64 does not divide 300
+                              geometries=(geometry,), row_block=64, threads=2, two_exp=mode)  # 64 does not divide 300
     for shift in L.SHIFTS:
         ref = L.direct_pair_terms(x.astype(np.float32), y.astype(np.float32), alphas, scale=scale,
                                   mean=means[shift], geometry=geometry, shift=shift)
@@ -104,9 +108,12 @@ def test_fast_sweep_matches_direct(geometry):
             for key in cr:
                 np.testing.assert_allclose(cf[key], cr[key], rtol=1e-5, atol=1e-5, err_msg=f"{geometry}/{shift}/{key}")
         # the loss of Eq. 7 at every alpha, straight from the shifted vectors
+        xf, yf = x.astype(np.float32), y.astype(np.float32)
         for a in (0, 5, 20):
-            xs, ys = (L.shift_embeddings(x.astype(np.float32), means[shift], alphas[a]), y.astype(np.float32)) \
-                if shift == "image" else (x.astype(np.float32), L.shift_embeddings(y.astype(np.float32), means[shift], alphas[a]))
+            if shift == "image":
+                xs, ys = L.shift_embeddings(xf, means[shift], alphas[a]), yf
+            else:
+                xs, ys = xf, L.shift_embeddings(yf, means[shift], alphas[a])
             assert got.loss[a].mean() == pytest.approx(L.clip_loss(L.logits(xs, ys, scale, geometry)), abs=1e-5)
 
 
@@ -122,19 +129,24 @@ def test_fast_sweep_float64_agrees_to_rounding():
         np.testing.assert_allclose(got.uniformity, ref.uniformity, rtol=0, atol=1e-9)
 
 
-def test_wide_logit_range_uses_exact_fallback():
-    """Euclidean logits at a large scale spread far beyond float32's exponent range: column sums that the
-    one-pass frame would underflow are recomputed exactly, and still equal the float64 reference."""
+@pytest.mark.parametrize("two_exp", [False, "auto"])
+def test_wide_logit_range_stays_exact(two_exp):
+    """Euclidean logits at a large scale spread far beyond float32's exponent range. One exp pass: the
+    column sums that its frame would underflow are flagged and recomputed exactly; two exp passes (the
+    default for Euclidean geometries) need no fallback. Both equal the float64 reference."""
     x, y = clip_like(200, 16, seed=5, noise=1.0)
     means = means_of(x, y)
     alphas = L.alpha_grid(-1, 1, 0.5)
-    for t2i in (True, False):
-        fast = L.sweep_pair_terms(x, y, alphas, scale=5.0, means=means, geometries=("sq_euclidean",),
-                                  row_block=48, text_to_image=t2i)
-        for s in L.SHIFTS:
-            got = fast[("sq_euclidean", s)]
-            assert got.info["fallback_columns"] > 0
-            ref = L.direct_pair_terms(x, y, alphas, scale=5.0, mean=means[s], geometry="sq_euclidean", shift=s)
+    wide = {"sq_euclidean": 5.0, "euclidean": 60.0}
+    for t2i, g in ((True, "sq_euclidean"), (False, "sq_euclidean"), (True, "euclidean")):
+        fast = L.sweep_pair_terms(x, y, alphas, scale=wide[g], means=means, geometries=(g,),
+                                  row_block=48, text_to_image=t2i, two_exp=two_exp)
+        for (g, s), got in fast.items():
+            if two_exp is False:
+                assert got.info["fallback_columns"] > 0
+            else:
+                assert got.info["two_exp"] and got.info["fallback_columns"] == 0
+            ref = L.direct_pair_terms(x, y, alphas, scale=wide[g], mean=means[s], geometry=g, shift=s)
             assert np.isfinite(got.col_lse).all()
             mag = float(np.abs(ref.diag).max())
             np.testing.assert_allclose(got.col_lse, ref.col_lse, rtol=0, atol=1e-6 * mag)
@@ -166,7 +178,8 @@ def test_subsets_partition_and_decompose(classify_at, correct_by):
     assert np.all(c["n_correct"] + c["n_misclassified"] == c["n_pairs"])
     assert np.all((c["n_correct"] > 0) & (c["n_misclassified"] > 0))
     for q in L.CURVE_KEYS:
-        recombined = (c[f"{q}_correct"] * c["n_correct"] + c[f"{q}_misclassified"] * c["n_misclassified"]) / c["n_pairs"]
+        recombined = (c[f"{q}_correct"] * c["n_correct"]
+                      + c[f"{q}_misclassified"] * c["n_misclassified"]) / c["n_pairs"]
         np.testing.assert_allclose(recombined, c[f"{q}_all"], rtol=1e-12, atol=1e-12)
     for s in L.SUBSETS:
         np.testing.assert_allclose(c[f"alignment_{s}"] + c[f"uniformity_{s}"], c[f"loss_{s}"], rtol=1e-12, atol=1e-12)
@@ -244,9 +257,6 @@ def test_select_pairs():
 
 
 # ----------------------------------------------------------------------------- the 500 real CLIP pairs
-DEFAULTS = None
-
-
 def stage_defaults(repo_root, stage):
     import yaml
 
@@ -263,12 +273,12 @@ def test_stage_schemas_are_valid(repo_root):
         Draft202012Validator.check_schema(sch)
         for name, prop in sch["properties"].items():
             assert {"default", "description"} <= set(prop), f"{stage}.{name}"
-            assert "type" in prop or "enum" in prop, f"{stage}.{name}"
+            assert "type" in prop, f"{stage}.{name}"
         Draft202012Validator(sch).validate(stage_defaults(repo_root, stage))
-    bad = dict(stage_defaults(repo_root, "alpha_sweep"), geometries=["hyperbolic"])
-    assert list(Draft202012Validator(sch := yaml.safe_load(
-        (repo_root / "config/schema/stages/alpha_sweep.schema.yaml").read_text())).iter_errors(bad))
-    assert sch["properties"]["alpha_step"]["default"] == 0.1
+    sch = yaml.safe_load((repo_root / "config/schema/stages/alpha_sweep.schema.yaml").read_text())
+    for bad in ({"geometries": ["hyperbolic"]}, {"alpha_step": 0}, {"caption_policy": "all"}, {"batch_size": 1}):
+        assert list(Draft202012Validator(sch).iter_errors(dict(stage_defaults(repo_root, "alpha_sweep"), **bad)))
+    assert sch["properties"]["alpha_step"]["default"] == 0.1 and sch["properties"]["logit_scale"]["default"] is None
 
 
 def test_real_clip_pairs(clip500_h5, repo_root, capsys):
@@ -382,8 +392,8 @@ def test_blur_simulation_reproduces_fig7():
         np.testing.assert_allclose(st.cos_mean, cm, rtol=1e-12)
         np.testing.assert_allclose(st.cos_far, cf, rtol=1e-12)
         assert st.far_index == far and len(st.cos_far) == 999
-    np.testing.assert_allclose(res["offset"].vectors - res["origin"].vectors, centre_vector((10, 5, 5), 512)[None, :]
-                               + 0 * res["origin"].vectors)
+    np.testing.assert_allclose(res["offset"].vectors - res["origin"].vectors,
+                               np.broadcast_to(centre_vector((10, 5, 5), 512), (1000, 512)), atol=1e-12)
     s = blur_summary(res)
     off, org = s["offset"], s["origin"]
     # off-centre: every vector is much closer to the mean than to v_far

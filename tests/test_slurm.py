@@ -384,10 +384,12 @@ def _copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def test_demo_workflow_on_slurm(slurm_cluster, tmp_path):
+@pytest.mark.slow
+def test_demo_workflow_on_slurm(request, tmp_path):
     """The demo workflow through SLURM gives the same numbers as a local run."""
     if not (REPO / "config" / "demo.yaml").is_file() or not (REPO / "Snakefile").is_file():
         pytest.skip("demo workflow not present yet")
+    slurm_cluster = request.getfixturevalue("slurm_cluster")   # only now: no cluster just to skip
     local = _copy_workflow(tmp_path / "local")
     onslurm = _copy_workflow(tmp_path / "slurm")
     env = slurm_cluster.env

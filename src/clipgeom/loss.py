@@ -299,14 +299,19 @@ def _shifted_block(spec, a, base, rows, j0, out, need_colmax, torch):
     return r.double(), d.double(), i2t, colmax, dcmp
 
 
-def default_row_block(n: int, target_elements: int = 1 << 20) -> int:
-    """Rows per block so that one block of logits holds about ``target_elements`` values (4 MB in float32)."""
-    return int(max(8, min(max(n, 1), target_elements // max(n, 1))))
+def default_row_block(n: int, target_elements: int = 1 << 21) -> int:
+    """Rows per block so that one block of logits holds about ``target_elements`` values (8 MB in float32:
+    a block and its base matrix stay in a typical L3 cache, and each torch call has enough work)."""
+    return int(max(16, min(max(n, 1), target_elements // max(n, 1))))
+
+
+SERIAL_BELOW = 1 << 22  # M^2 below this: one thread (a thread wake-up costs more than the work it gets)
 
 
 def sweep_pair_terms(image, text, alphas, *, scale: float, means: dict, geometries=("cosine",),
                      shifts=SHIFTS, row_block: int | None = None, threads: int | None = None,
-                     device: str = "cpu", dtype: str = "float32", text_to_image: bool = True) -> dict:
+                     device: str = "cpu", dtype: str = "float32", text_to_image: bool = True,
+                     two_exp: str | bool = "auto") -> dict:
     """The alpha sweep of Eq. 9 for every geometry and shifted modality at once: ``{(geometry, shift): PairTerms}``.
 
     ``means = {"image": m_i, "text": m_t}`` (raw means over the whole set). One pass over row blocks of
@@ -318,7 +323,10 @@ def sweep_pair_terms(image, text, alphas, *, scale: float, means: dict, geometri
     accumulated in float64 in a running frame. Row (and, with ``text_to_image``, column) maxima give
     top-1 correctness. Columns whose sums may have lost terms to float underflow (only with extreme logit
     ranges, e.g. Euclidean logits at a large scale) are recomputed exactly in a second pass, each shifted
-    by its own maximum; ``info["fallback_columns"]`` counts them. Memory is O(row_block * M).
+    by its own maximum; ``info["fallback_columns"]`` counts them. ``two_exp`` (default ``"auto"``: the
+    Euclidean geometries) instead takes a second exp pass per alpha shifted by each block's column maxima,
+    exact for any logit range. Memory is O(row_block * M). ``threads`` sets torch's thread count for the
+    call (restored after); batches with fewer than 2048 pairs run on one thread.
     """
     import torch
 
@@ -335,17 +343,19 @@ def sweep_pair_terms(image, text, alphas, *, scale: float, means: dict, geometri
     cdt = {"float32": torch.float32, "float64": torch.float64}[dtype]
     dev = torch.device(device)
     old_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(int(threads))
+    n = len(image)
+    if threads or n * n < SERIAL_BELOW:
+        torch.set_num_threads(1 if n * n < SERIAL_BELOW else int(threads))
     try:
         with torch.no_grad():
             return _sweep(torch, image, text, np.asarray(alphas, np.float64), float(scale), means, geometries,
-                          shifts, row_block, dev, cdt, bool(text_to_image))
+                          shifts, row_block, dev, cdt, bool(text_to_image), two_exp)
     finally:
         torch.set_num_threads(old_threads)
 
 
-def _sweep(torch, image, text, alphas, scale, means, geometries, shifts, row_block, dev, cdt, need_colmax):
+def _sweep(torch, image, text, alphas, scale, means, geometries, shifts, row_block, dev, cdt, need_colmax,
+           two_exp="auto"):
     f64 = torch.float64
     x64 = torch.as_tensor(np.asarray(image, np.float64), device=dev)
     y64 = torch.as_tensor(np.asarray(text, np.float64), device=dev)
@@ -405,11 +415,14 @@ def _sweep(torch, image, text, alphas, scale, means, geometries, shifts, row_blo
     def new(dt=f64, fill=0.0):
         return torch.full((n_alpha, n), fill, dtype=dt, device=dev)
 
+    two = {k: (k[0] != "cosine") if two_exp == "auto" else bool(two_exp) for k in combos}
     acc = {k: dict(diag=new(), row_lse=new(), i2t=torch.zeros((n_alpha, n), dtype=torch.bool, device=dev),
                    colsum=new(), colmax=new(cdt, -math.inf) if need_colmax else None,
                    dcmp=new(cdt) if need_colmax else None,
-                   frame=torch.full((n_alpha,), -math.inf, dtype=f64, device=dev)) for k in combos}
+                   frame=new(f64, -math.inf) if two[k] else torch.full((n_alpha,), -math.inf, dtype=f64, device=dev))
+           for k in combos}
     buf = torch.empty((block, n), dtype=cdt, device=dev)
+    buf2 = torch.empty((block, n), dtype=cdt, device=dev) if any(two.values()) else None
     for j0 in range(0, n, block):
         j1 = min(n, j0 + block)
         rows = slice(j0, j1)
@@ -418,6 +431,10 @@ def _sweep(torch, image, text, alphas, scale, means, geometries, shifts, row_blo
         for k in combos:
             spec, st = specs[k], acc[k]
             base = get(spec.base)
+            if two[k]:
+                for a in range(n_alpha):
+                    _two_exp_block(spec, a, base, rows, j0, s_blk, buf2[: j1 - j0], st, need_colmax, torch)
+                continue
             for a in range(n_alpha):
                 r, d, i2t, cmax, dcmp = _shifted_block(spec, a, base, rows, j0, s_blk, need_colmax, torch)
                 st["diag"][a, rows] = d
@@ -434,7 +451,7 @@ def _sweep(torch, image, text, alphas, scale, means, geometries, shifts, row_blo
                 st["colsum"][a].mul_(torch.exp(fr - new_fr)).add_(cs * torch.exp(rb - new_fr))
                 st["frame"][a] = new_fr
         del get
-    del buf
+    del buf, buf2
 
     # Column sums can lose terms to underflow only where the column lies far below the frame; such
     # columns (flagged from their maximum, or from a lower bound on it) are recomputed exactly.
@@ -443,6 +460,14 @@ def _sweep(torch, image, text, alphas, scale, means, geometries, shifts, row_blo
     out = {}
     for k in combos:
         st = acc[k]
+        if two[k]:  # exact per-column frames: nothing to recompute
+            t2i = st["dcmp"] >= st["colmax"] if need_colmax else torch.zeros_like(st["i2t"])
+            out[k] = PairTerms(alphas.copy(), st["diag"].cpu().numpy(), st["row_lse"].cpu().numpy(),
+                               (st["frame"] + torch.log(st["colsum"])).cpu().numpy(), st["i2t"].cpu().numpy(),
+                               t2i.cpu().numpy(),
+                               info={"fallback_columns": 0, "row_block": block, "dtype": str(cdt).split(".")[-1],
+                                     "text_to_image": need_colmax, "two_exp": True})
+            continue
         col_lse = st["frame"][:, None] + torch.log(st["colsum"])
         if need_colmax:
             # the score is S itself, or -T = S / |post| for euclidean
@@ -459,8 +484,36 @@ def _sweep(torch, image, text, alphas, scale, means, geometries, shifts, row_blo
         out[k] = PairTerms(alphas.copy(), st["diag"].cpu().numpy(), st["row_lse"].cpu().numpy(),
                            col_lse.cpu().numpy(), st["i2t"].cpu().numpy(), t2i.cpu().numpy(),
                            info={"fallback_columns": n_flag, "row_block": block, "dtype": str(cdt).split(".")[-1],
-                                 "text_to_image": need_colmax})
+                                 "text_to_image": need_colmax, "two_exp": False})
     return out
+
+
+def _two_exp_block(spec, a, base, rows, j0, s_blk, e_blk, st, need_colmax, torch):
+    """One alpha on one row block with exact shifts on both sides: ``exp(S - row max)`` for the row sums and
+    ``exp(S - block column max)`` for the column sums, merged across blocks by an online log-sum-exp with
+    one float64 frame per column. Two exp passes, but exact for any logit range (used for the Euclidean
+    geometries, whose logits can spread far beyond float32's exponent range)."""
+    f64 = torch.float64
+    _block_logits(spec, a, base, rows, slice(None), s_blk, torch)
+    b = s_blk.shape[0]
+    ar = torch.arange(b, device=s_blk.device)
+    r = torch.amax(s_blk, dim=1)
+    cb = torch.amax(s_blk, dim=0)
+    d = s_blk[ar, ar + j0]
+    st["diag"][a, rows] = d.to(f64)
+    st["i2t"][a, rows] = d >= r
+    if need_colmax:
+        torch.maximum(st["colmax"][a], cb, out=st["colmax"][a])
+        st["dcmp"][a, rows] = d
+    torch.sub(s_blk, r[:, None], out=e_blk).exp_()
+    st["row_lse"][a, rows] = r.to(f64) + torch.log(e_blk.sum(1).to(f64))
+    s_blk.sub_(cb[None, :]).exp_()
+    bs = s_blk.sum(0).to(f64)
+    cb = cb.to(f64)
+    fr = st["frame"][a]
+    new_fr = torch.maximum(fr, cb)
+    st["colsum"][a] = st["colsum"][a] * torch.exp(fr - new_fr) + bs * torch.exp(cb - new_fr)
+    st["frame"][a] = new_fr
 
 
 def _exact_columns(torch, spec, cols, n, block, bases_for, cdt, n_alpha, dev):

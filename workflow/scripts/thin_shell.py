@@ -4,8 +4,6 @@ from clipgeom.scripting import get_job, setup_logging
 
 
 def main(job):
-    import numpy as np
-
     from clipgeom.geometry import compute_thin_shell
     from clipgeom.outputs import save_figure, write_csv, write_metrics
     from clipgeom.plots import geometry as gp
@@ -17,7 +15,7 @@ def main(job):
     out = job.output
     write_metrics(out.metrics, stage="thin_shell", summary=res.summary, details=res.details,
                   dataset=dataset, model=model, demo=demo, params=p)
-    write_csv(out.values, {k: np.asarray(v).tolist() for k, v in res.columns.items()})
+    write_csv(out.values, res.columns)  # numpy columns: written row by row, no per-cell list copies
     label = f"({dataset} × {model})" if dataset else ""
     r = res.plot
     save_figure(gp.plot_centred_features(r, r["n_features"], label), out.features_png, out.features_pdf, demo=demo)

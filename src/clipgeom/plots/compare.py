@@ -85,6 +85,7 @@ def headline_grid(rows: Sequence[Mapping], keys: Sequence[str], paper: Mapping |
         ax.set_xticklabels(models, rotation=30, ha="right", fontsize=7.5)
         ax.set_xlim(-0.6, len(models) - 0.4)
         ax.tick_params(axis="y", labelsize=7.5)
+        ax.margins(y=0.18)
         ax.grid(axis="y", alpha=0.3)
     for k in range(len(keys), nrows * ncols):
         axes[k // ncols][k % ncols].axis("off")

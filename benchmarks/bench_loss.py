@@ -1,0 +1,237 @@
+"""Benchmark of the alpha sweep (Eqs. 7-9, Fig. 6).
+
+1. N = 5,000 CLIP-like raw pairs, d = 512, a 21-point grid, cosine logits, image shift:
+   the fast sweep (clipgeom.loss.sweep_pair_terms: one product per row block for the whole grid, one
+   fused exp pass per alpha) against the per-alpha float64 recomputation (clipgeom.loss.direct_pair_terms:
+   shift, renormalise, float64 product, scipy log-sum-exps). Both timed; curves and per-pair values compared.
+   The floor: one elementwise torch.exp over an N x N float32 array (allocating its output, as a
+   straightforward implementation does; the time with a preallocated output is reported too).
+   Ratios: speedup = direct / fast; per_alpha_over_exp = (fast / n_alpha) / exp.
+2. The stage's default work at N = 5,000: 3 geometries x 2 shifts x 21 alphas.
+3. N = 25,000 pairs in one batch (default config: 3 geometries x 2 shifts x 21 alphas) in a fresh
+   subprocess: wall time and peak RSS (ru_maxrss).
+
+    .venv/bin/python benchmarks/bench_loss.py --out results/bench_loss.json
+
+Prints one JSON object on stdout (and writes it to --out). Timings are the minimum over --repeats runs
+(wall clock; process CPU seconds alongside); the machine's load average is recorded, since other jobs
+sharing the cores inflate every number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def clip_like(n: int, d: int, seed: int = 0):
+    """Raw CLIP-like pairs (float32): modality means about as long as the spread (the paper's
+    |m|/|sigma| ~ 1), a shared per-pair component, anisotropic noise."""
+    rng = np.random.default_rng(seed)
+    sig = rng.gamma(2.0, 0.5, size=d)
+    mi = rng.normal(size=d)
+    mt = rng.normal(size=d)
+    mi *= np.linalg.norm(sig) / np.linalg.norm(mi)
+    mt *= np.linalg.norm(sig) / np.linalg.norm(mt)
+    x = np.empty((n, d), np.float32)
+    y = np.empty((n, d), np.float32)
+    for s in range(0, n, 8192):
+        e = min(n, s + 8192)
+        z = rng.normal(size=(e - s, d)) * sig
+        x[s:e] = mi + z + 0.8 * rng.normal(size=(e - s, d)) * sig
+        y[s:e] = mt + z + 0.8 * rng.normal(size=(e - s, d)) * sig
+    return x, y
+
+
+def means_of(x, y):
+    return {"image": x.mean(0, dtype=np.float64), "text": y.mean(0, dtype=np.float64)}
+
+
+def timed(fn, repeats):
+    walls, cpus, out = [], [], None
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = fn()
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    return min(walls), min(cpus), walls, out
+
+
+def exp_floor(n, repeats, threads):
+    import torch
+
+    torch.set_num_threads(threads)
+    a = torch.randn(n, n)
+    b = torch.empty_like(a)
+
+    def alloc():
+        r = torch.exp(a)
+        del r
+
+    t_alloc, _, all_alloc, _ = timed(alloc, repeats)
+    t_out, _, all_out, _ = timed(lambda: torch.exp(a, out=b), repeats)
+    return t_alloc, t_out, all_alloc, all_out
+
+
+def bench_small(n, d, n_alpha, threads, repeats, direct_repeats):
+    from clipgeom import loss as L
+
+    x, y = clip_like(n, d, seed=0)
+    means = means_of(x, y)
+    alphas = np.round(np.linspace(-1, 1, n_alpha), 10)
+    kw = dict(scale=100.0, means=means, geometries=("cosine",), shifts=("image",), threads=threads)
+
+    e1 = exp_floor(n, repeats, threads)
+    t_fast, c_fast, all_fast, fast = timed(lambda: L.sweep_pair_terms(x, y, alphas, **kw), repeats)
+    t_fast1, _, _, _ = timed(lambda: L.sweep_pair_terms(x, y, alphas[:1], **kw), repeats)
+    t_fast_noT, _, _, _ = timed(lambda: L.sweep_pair_terms(x, y, alphas, text_to_image=False, **kw), repeats)
+    fast = fast[("cosine", "image")]
+    import torch
+
+    torch.set_num_threads(threads)
+    t_direct, c_direct, all_direct, ref = timed(
+        lambda: L.direct_pair_terms(x, y, alphas, scale=100.0, mean=means["image"], geometry="cosine",
+                                    shift="image"), direct_repeats)
+    e2 = exp_floor(n, repeats, threads)
+    t_exp_alloc, t_exp_out = min(e1[0], e2[0]), min(e1[1], e2[1])
+
+    cf, cr = L.curves_from_terms([fast]), L.curves_from_terms([ref])
+    curve_keys = [f"{q}_{s}" for q in L.CURVE_KEYS for s in L.SUBSETS]
+    curve_diff = max(float(np.nanmax(np.abs(cf[k] - cr[k]))) for k in curve_keys)
+    pair_diff = max(float(np.max(np.abs(getattr(fast, k) - getattr(ref, k)))) for k in ("diag", "row_lse", "col_lse"))
+    per_alpha = t_fast / n_alpha
+    return {
+        "n": n, "d": d, "n_alpha": n_alpha, "threads": threads, "geometry": "cosine", "shift": "image",
+        "row_block": fast.info["row_block"],
+        "exp_alloc_seconds": t_exp_alloc, "exp_out_seconds": t_exp_out,
+        "exp_alloc_all": e1[2] + e2[2], "exp_out_all": e1[3] + e2[3],
+        "fast_seconds": t_fast, "fast_cpu_seconds": c_fast, "fast_all": all_fast,
+        "fast_seconds_per_alpha": per_alpha,
+        "fast_marginal_seconds_per_alpha": (t_fast - t_fast1) / (n_alpha - 1),
+        "fast_one_alpha_seconds": t_fast1,
+        "fast_without_text_to_image_seconds": t_fast_noT,
+        "direct_seconds": t_direct, "direct_cpu_seconds": c_direct, "direct_all": all_direct,
+        "direct_seconds_per_alpha": t_direct / n_alpha,
+        "direct_method": "per alpha: float64 shift, renormalise, X'Y'^T, scipy logsumexp over rows and columns",
+        "speedup": t_direct / t_fast,
+        "speedup_cpu": c_direct / c_fast,
+        "per_alpha_over_exp": per_alpha / t_exp_alloc,
+        "per_alpha_over_exp_preallocated": per_alpha / t_exp_out,
+        "marginal_per_alpha_over_exp_preallocated": (t_fast - t_fast1) / (n_alpha - 1) / t_exp_out,
+        "max_abs_diff_curves": curve_diff,
+        "max_abs_diff_per_pair": pair_diff,
+        "same_to_1e-5": bool(curve_diff <= 1e-5),
+        "top1_identical": bool(np.array_equal(fast.i2t, ref.i2t) and np.array_equal(fast.t2i, ref.t2i)),
+        "loss_at_zero": float(cf["loss_all"][n_alpha // 2]),
+        "accuracy_at_zero": float(cf["accuracy_i2t"][n_alpha // 2]),
+        "pass_speedup_3x": bool(t_direct / t_fast >= 3),
+        "pass_per_alpha_3x_exp": bool(per_alpha / t_exp_alloc <= 3),
+    }
+
+
+def bench_default(n, d, n_alpha, threads, repeats):
+    from clipgeom import loss as L
+
+    x, y = clip_like(n, d, seed=1)
+    alphas = np.round(np.linspace(-1, 1, n_alpha), 10)
+    t, c, walls, res = timed(lambda: L.sweep_pair_terms(x, y, alphas, scale=100.0, means=means_of(x, y),
+                                                        geometries=L.GEOMETRIES, shifts=L.SHIFTS,
+                                                        threads=threads), repeats)
+    return {"n": n, "geometries": list(L.GEOMETRIES), "shifts": list(L.SHIFTS), "n_alpha": n_alpha,
+            "seconds": t, "cpu_seconds": c, "all": walls,
+            "seconds_per_alpha_per_curve_set": t / (n_alpha * len(res)),
+            "fallback_columns": {f"{g}/{s}": v.info["fallback_columns"] for (g, s), v in res.items()}}
+
+
+def child_big(n, d, n_alpha, threads, geometries):
+    """Runs in a fresh process: the sweep at n pairs in one batch; reports its own peak RSS."""
+    from clipgeom import loss as L
+
+    x, y = clip_like(n, d, seed=2)
+    means = means_of(x, y)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    alphas = np.round(np.linspace(-1, 1, n_alpha), 10)
+    t0 = time.perf_counter()
+    res = L.sweep_pair_terms(x, y, alphas, scale=100.0, means=means, geometries=geometries, shifts=L.SHIFTS,
+                             threads=threads)
+    wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    c = L.curves_from_terms([res[(geometries[0], "image")]])
+    return {"n": n, "d": d, "n_alpha": n_alpha, "geometries": list(geometries), "shifts": list(L.SHIFTS),
+            "seconds": wall, "peak_rss_mb": peak, "rss_before_sweep_mb": rss_before,
+            "row_block": next(iter(res.values())).info["row_block"],
+            "finite": bool(all(np.isfinite(v.loss).all() for v in res.values())),
+            "loss_at_zero": float(c["loss_all"][n_alpha // 2]),
+            "fallback_columns": sum(v.info["fallback_columns"] for v in res.values())}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=5000)
+    ap.add_argument("--d", type=int, default=512)
+    ap.add_argument("--alphas", type=int, default=21)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--direct-repeats", type=int, default=1)
+    ap.add_argument("--big-n", type=int, default=25000, help="0 skips the peak-memory run")
+    ap.add_argument("--big-geometries", nargs="+", default=["cosine", "euclidean", "sq_euclidean"])
+    ap.add_argument("--skip-default", action="store_true", help="skip the all-geometries timing at --n")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--child-big", type=int, default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+
+    if a.child_big:
+        print(json.dumps(child_big(a.child_big, a.d, a.alphas, a.threads, tuple(a.big_geometries))))
+        return
+
+    import torch
+
+    out = {
+        "benchmark": "alpha_sweep",
+        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": sys.version.split()[0],
+                    "torch": torch.__version__, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+                    "loadavg_start": list(os.getloadavg())},
+    }
+    out["sweep_vs_direct"] = bench_small(a.n, a.d, a.alphas, a.threads, a.repeats, a.direct_repeats)
+    if not a.skip_default:
+        out["default_config"] = bench_default(a.n, a.d, a.alphas, a.threads, max(1, a.repeats - 1))
+    if a.big_n:
+        cmd = [sys.executable, __file__, "--child-big", str(a.big_n), "--d", str(a.d), "--alphas", str(a.alphas),
+               "--threads", str(a.threads), "--big-geometries", *a.big_geometries]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            out["big"] = {"error": r.stderr[-2000:]}
+        else:
+            big = json.loads(r.stdout.strip().splitlines()[-1])
+            big["peak_rss_under_2gb"] = bool(big["peak_rss_mb"] < 2048)
+            out["big"] = big
+    out["machine"]["loadavg_end"] = list(os.getloadavg())
+    s = out["sweep_vs_direct"]
+    out["summary"] = {
+        "speedup_vs_direct": s["speedup"],
+        "per_alpha_over_exp": s["per_alpha_over_exp"],
+        "per_alpha_over_exp_preallocated": s["per_alpha_over_exp_preallocated"],
+        "fast_seconds_per_alpha": s["fast_seconds_per_alpha"],
+        "direct_seconds_per_alpha": s["direct_seconds_per_alpha"],
+        "exp_seconds": s["exp_alloc_seconds"],
+        "same_to_1e-5": s["same_to_1e-5"],
+        "peak_rss_mb_big": out.get("big", {}).get("peak_rss_mb"),
+    }
+    text = json.dumps(out, indent=2)
+    print(text)
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
