@@ -341,6 +341,29 @@ def test_logit_scale_from_file_and_override(write_h5, repo_root):
     assert res.summary["image_shift"]["loss_at_zero"] == pytest.approx(L.clip_loss(L.logits(xf, yf, 7.0)), abs=1e-5)
 
 
+def test_means_are_over_the_whole_raw_set(tmp_path, repo_root):
+    """Two captions per image: the batch holds first captions, but m_t is the mean of every caption."""
+    from clipgeom.h5io import Embeddings, write_embeddings
+
+    x, y1 = clip_like(60, 12, seed=10)
+    _, y2 = clip_like(60, 12, seed=11)
+    text = np.concatenate([y2, y1]).astype(np.float32)  # caption rows 0..59 are the first ones
+    idx = np.concatenate([np.arange(60), np.arange(60)])
+    emb = Embeddings(image=x.astype(np.float32), text=text, image_id=np.arange(60),
+                     image_file=np.array([""] * 60, dtype=object), text_id=np.arange(120), text_image_index=idx,
+                     caption=np.array([f"c{i}" for i in range(120)], dtype=object), attrs={"logit_scale": 50.0})
+    path = tmp_path / "e.h5"
+    write_embeddings(path, emb)
+    p = dict(stage_defaults(repo_root, "alpha_sweep"), geometries=["cosine"], alpha_step=0.5)
+    res = L.compute_alpha_sweep(path, p)
+    xf, yf = x.astype(np.float32), y2.astype(np.float32)
+    m_t = text.astype(np.float64).mean(0)
+    assert not np.allclose(m_t, yf.astype(np.float64).mean(0))
+    k = int(np.flatnonzero(res.alphas == 1.0)[0])
+    want = L.clip_loss(L.logits(xf, L.shift_embeddings(yf, m_t, 1.0), 50.0))
+    assert res.curves[("cosine", "text")]["loss_all"][k] == pytest.approx(want, abs=1e-5)
+
+
 # ----------------------------------------------------------------------------- scripts
 def run_script(repo_root, name, inputs, outputs, params, threads=2):
     cmd = [sys.executable, str(repo_root / "workflow" / "scripts" / f"{name}.py"), "--params", json.dumps(params),

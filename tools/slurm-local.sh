@@ -299,6 +299,20 @@ cmd_stop() {
     local any=0 n
     for n in slurmd slurmctld munged; do [[ -e $(pidfile "$n") ]] && any=1; done
     if ((any == 0)); then say "nothing to stop (no pid files in $RUN)"; unlink_system_conf; return 0; fi
+    # jobs still queued or running on this private cluster would outlive slurmd (their
+    # slurmstepd keeps running): cancel them first
+    if running slurmctld; then
+        local left
+        left=$(squeue -h -t PENDING,RUNNING,SUSPENDED -o %i 2>/dev/null | wc -l || echo 0)
+        if ((left > 0)); then
+            say "cancelling $left unfinished job(s)"
+            scancel -p "$PARTITION" 2>/dev/null || true
+            for _ in $(seq 20); do
+                [[ -z "$(squeue -h -t PENDING,RUNNING,SUSPENDED,COMPLETING -o %i 2>/dev/null)" ]] && break
+                sleep 0.5
+            done
+        fi
+    fi
     stop_daemon slurmd
     stop_daemon slurmctld
     stop_daemon munged

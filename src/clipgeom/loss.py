@@ -315,8 +315,8 @@ def sweep_pair_terms(image, text, alphas, *, scale: float, means: dict, geometri
     """The alpha sweep of Eq. 9 for every geometry and shifted modality at once: ``{(geometry, shift): PairTerms}``.
 
     ``means = {"image": m_i, "text": m_t}`` (raw means over the whole set). One pass over row blocks of
-    the ``M`` pairs: per block one product ``X_b Y^T`` per geometry family (cosine; Euclidean), formed in
-    float64 and rounded once to ``dtype``, feeds every (geometry, shift, alpha): per alpha the logits
+    the ``M`` pairs: per block one float64 product ``X_b Y^T`` (the Euclidean geometries use it translated
+    to a common centre), rounded once to ``dtype``, feeds every (geometry, shift, alpha): per alpha the logits
     follow from it through O(M) vectors (dot products are affine and squared norms quadratic in alpha).
     Then a single ``exp`` pass, shifted by the exact row maxima, feeds the row sums (image->text) and,
     through a matrix-vector product with ``exp(row max - block max)``, the column sums (text->image),
@@ -366,26 +366,27 @@ def _sweep(torch, image, text, alphas, scale, means, geometries, shifts, row_blo
         raise ValueError("empty batch")
     n_alpha = len(alphas)
     block = int(row_block) if row_block else default_row_block(n)
-    cos_needed = "cosine" in geometries
     euc_needed = any(g != "cosine" for g in geometries)
 
     # O(M) float64 vectors from which every alpha's logits follow
     v = {"device": dev}
     m = {s: torch.as_tensor(np.asarray(means[s], np.float64), device=dev) for s in shifts}
+    v["nx"], v["ny"] = (x64 * x64).sum(1), (y64 * y64).sum(1)
     for s in shifts:
         v[f"mm_{s}"] = float(m[s] @ m[s])
-    if cos_needed:
-        v["nx"], v["ny"] = (x64 * x64).sum(1), (y64 * y64).sum(1)
-        for s in shifts:
-            v[f"a_{s}"], v[f"b_{s}"] = x64 @ m[s], y64 @ m[s]
-        p0 = scale / torch.sqrt(torch.clamp(v["nx"], min=_TINY_NORM ** 2))
-        qf = 1.0 / torch.sqrt(torch.clamp(v["ny"], min=_TINY_NORM ** 2))
+        v[f"a_{s}"], v[f"b_{s}"] = x64 @ m[s], y64 @ m[s]
+    p0 = scale / torch.sqrt(torch.clamp(v["nx"], min=_TINY_NORM ** 2))
+    qf = 1.0 / torch.sqrt(torch.clamp(v["ny"], min=_TINY_NORM ** 2))
     if euc_needed:
-        centre = 0.5 * (x64.mean(0) + y64.mean(0))
-        xc, yc = x64 - centre, y64 - centre
-        v["nxc"], v["nyc"] = (xc * xc).sum(1), (yc * yc).sum(1)
+        # Euclidean geometries work in coordinates translated by c (distances do not change), which keeps
+        # the rounded products small: (x-c).(y-c) = x.y - x.c - y.c + c.c, from the same float64 product
+        c = 0.5 * (x64.mean(0) + y64.mean(0))
+        cc = float(c @ c)
+        xcd, ycd = x64 @ c, y64 @ c
+        v["nxc"], v["nyc"] = v["nx"] - 2 * xcd + cc, v["ny"] - 2 * ycd + cc
         for s in shifts:
-            v[f"ac_{s}"], v[f"bc_{s}"] = xc @ m[s], yc @ m[s]
+            cm = float(c @ m[s])
+            v[f"ac_{s}"], v[f"bc_{s}"] = v[f"a_{s}"] - cm, v[f"b_{s}"] - cm
     combos = [(g, s) for g in geometries for s in shifts]
     specs = {k: _make_spec(k[0], k[1], alphas, scale, v, cdt, torch) for k in combos}
 
@@ -399,14 +400,16 @@ def _sweep(torch, image, text, alphas, scale, means, geometries, shifts, row_blo
         def get(name):
             if name in cache:
                 return cache[name]
-            if name in ("Gq", "Gp"):
-                if "G" not in cache:
-                    cache["G"] = torch.mm(x64[j0:j1], y64[cs].t())
-                g = cache["G"]
-                val = g * qf[cs][None, :] if name == "Gq" else g * p0[j0:j1, None]
+            if "G" not in cache:  # one float64 product per block serves every geometry
+                cache["G"] = torch.mm(x64[j0:j1], y64[cs].t())
+            g = cache["G"]
+            if name == "Gq":
+                val = g * qf[cs][None, :]
+            elif name == "Gp":
+                val = g * p0[j0:j1, None]
             else:
                 if "Gc" not in cache:
-                    cache["Gc"] = torch.mm(xc[j0:j1], yc[cs].t())
+                    cache["Gc"] = g - xcd[j0:j1, None] - ycd[cs][None, :] + cc
                 val = cache["Gc"] * (2.0 * scale if name == "H2" else -2.0)
             cache[name] = val.to(cdt)
             return cache[name]
