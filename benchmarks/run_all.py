@@ -53,13 +53,14 @@ SIZES = {
         "default": ["--n", "25000", "--big-n", "250000", "--repeats", "3"],
     },
     "bench_loss.py": {
-        "quick": ["--n", "2000", "--big-n", "5000", "--repeats", "1"],
+        "quick": ["--n", "2000", "--big-n", "5000", "--repeats", "1", "--skip-default"],
         "default": ["--n", "5000", "--big-n", "10000", "--repeats", "2"],
     },
 }
-# Seconds each script may run, per mode (the embedding benchmark runs ViT-B-32 on CPU: the slowest).
+# Seconds each script may run, per mode (embedding runs ViT-B-32 on CPU, the loss benchmark an N x N
+# float64 reference: the slowest two).
 TIMEOUTS = {"quick": 300, "default": 420, "full": 3600}
-TIMEOUT_SCALE = {"bench_embed.py": 1.5}
+TIMEOUT_SCALE = {"bench_embed.py": 1.5, "bench_loss.py": 1.5}
 
 
 def _env() -> dict:
@@ -276,8 +277,8 @@ def _leaf_rows(obj, labels=(), key_path=()):
     if isinstance(obj, dict):
         here = [str(v) for k, v in obj.items() if isinstance(v, str) and k in
                 ("model", "stage", "mode", "name", "label", "case", "method_label", "size", "n_rows")]
-        nums = {k: v for k, v in obj.items() if k in ("n", "rows", "n_images", "size", "N")
-                and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        nums = {k: v for k, v in obj.items() if (k in ("n", "rows", "size", "N") or k.startswith("n_"))
+                and isinstance(v, int) and not isinstance(v, bool)}
         lab = list(labels) + here + [f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in nums.items()]
         for k, v in obj.items():
             if isinstance(v, (dict, list)):
@@ -331,7 +332,9 @@ def markdown(report: dict, max_rows_per_bench: int = 40) -> str:
         if rec["status"] != "ok":
             lines.append(f"| {name} | `{' '.join(rec['args'])}` | status | **{rec['status']}** |")
             continue
-        rows = _leaf_rows(rec.get("result", {}))
+        result = rec.get("result", {})
+        # a script's own "summary" block, when it has one, is its headline; else every interesting number
+        rows = _leaf_rows(result["summary"]) if isinstance(result.get("summary"), dict) else _leaf_rows(result)
         for case, key, v in rows[:max_rows_per_bench]:
             lines.append(f"| {name} | {case or '–'} | {key} | {_fmt(v)} |")
         if len(rows) > max_rows_per_bench:

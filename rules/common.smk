@@ -202,11 +202,14 @@ def external_embeddings(wildcards):
     """{set name: embeddings.h5} of the external sets scored against this dataset with this model.
 
     Image/caption sets are embedded by the same model; an imported set carries its own
-    model name (the config asserts it came from the same model)."""
+    model name and is scored against the references of the models its `models:` lists
+    (all, when unset: the config asserts it came from the same model)."""
     out = {}
     for e in external_sets(wildcards.dataset):
         if DATASETS[e]["kind"] == "embeddings":
-            out[e] = embeddings_h5(e, DATASETS[e]["model"])
+            # `models:` on an imported set names the models whose references it is scored against
+            if DATASETS[e]["models"] is None or wildcards.model in DATASETS[e]["models"]:
+                out[e] = embeddings_h5(e, DATASETS[e]["model"])
         elif wildcards.model in models_for(e):
             out[e] = embeddings_h5(e, wildcards.model)
     return out

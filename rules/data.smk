@@ -17,6 +17,7 @@ for _ds, _c in DATASETS.items():
                 member=_c["annotations_member"],
             log:
                 f"results/{_ds}/logs/download.log",
+            localrule: True  # on a cluster, runs on the submit host (compute nodes often have no internet)
             retries: 2
             conda:
                 "../envs/clipgeom.yaml"

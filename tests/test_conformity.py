@@ -364,7 +364,7 @@ def test_kl_matching_script_end_to_end(clip500, clip500_h5, stages, tmp_path):
     metrics = json.loads(outs["metrics"].read_text())
     rows = read_csv(outs["values"])
     alphas = np.array([float(r["alpha"]) for r in rows])
-    np.testing.assert_allclose(alphas, np.linspace(p["alpha_start"], p["alpha_stop"], 21), atol=1e-12)
+    np.testing.assert_allclose(alphas, np.linspace(p["alpha_min"], p["alpha_max"], 21), atol=1e-12)
     kl = np.array([float(r["kl_image_text"]) for r in rows])
     # independent: explicit shift, brute force conformity, numpy histogram + scipy entropy
     img0, txt = brute_conformity(clip500.image), brute_conformity(clip500.text)

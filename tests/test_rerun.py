@@ -168,7 +168,7 @@ def test_complete_run_is_up_to_date(demo_run):
 
 
 @pytest.mark.parametrize("stage,change", [
-    ("kl_matching", {"alpha_start": -0.5, "alpha_step": 0.25}),
+    ("kl_matching", {"alpha_min": -0.5, "alpha_step": 0.25}),
     ("alpha_sweep", "alpha grid"),
 ])
 def test_stage_config_change_reruns_only_that_stage(run_copy, stage, change):

@@ -15,7 +15,7 @@ def main(job):
     p = dict(job.params.p)
     demo = bool(job.params.demo)
     path = job.input.embeddings
-    alphas = cf.alpha_grid(p["alpha_start"], p["alpha_stop"], p["alpha_step"])
+    alphas = cf.alpha_grid(p["alpha_min"], p["alpha_max"], p["alpha_step"])
     estimator = {
         "divergence": "KL(image || text) = sum_b p_image(b) * ln(p_image(b) / p_text(b)), in nats",
         "bins": p["bins"],
