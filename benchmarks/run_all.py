@@ -54,13 +54,13 @@ SIZES = {
     },
     "bench_loss.py": {
         "quick": ["--n", "2000", "--big-n", "5000", "--repeats", "1", "--skip-default"],
-        "default": ["--n", "5000", "--big-n", "10000", "--repeats", "2"],
+        "default": ["--n", "3000", "--big-n", "8000", "--repeats", "1"],
     },
 }
 # Seconds each script may run, per mode (embedding runs ViT-B-32 on CPU, the loss benchmark an N x N
 # float64 reference: the slowest two).
 TIMEOUTS = {"quick": 300, "default": 420, "full": 3600}
-TIMEOUT_SCALE = {"bench_embed.py": 1.5, "bench_loss.py": 1.5}
+TIMEOUT_SCALE = {"bench_embed.py": 1.5, "bench_loss.py": 2.0}
 
 
 def _env() -> dict:

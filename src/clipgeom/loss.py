@@ -261,7 +261,7 @@ def _shifted_block(spec, a, base, rows, j0, out, need_colmax, torch):
         du = out[dg_idx]
         i2t = du >= u
         r = u * p
-        torch.addcmul((-r)[:, None], out, p[:, None], out=out)
+        torch.addcmul((-r)[:, None], out, p[:, None], out=out).clamp_(min=_EXP_FLOOR)
         return r.double(), du.double() * p.double(), i2t, None, None
     if spec.kind == "sq":
         # U = base + col_add = S - row_add_j: the row shift of S is that of U
@@ -273,7 +273,7 @@ def _shifted_block(spec, a, base, rows, j0, out, need_colmax, torch):
         if need_colmax:
             sfull = out + c["row_add"][a, rows][:, None]
             colmax, dcmp = torch.amax(sfull, dim=0), sfull[dg_idx]
-        out.sub_(u[:, None])
+        out.sub_(u[:, None]).clamp_(min=_EXP_FLOOR)
         return u.double() + ra, du.double() + ra, i2t, colmax, dcmp
     if spec.kind == "euc":
         # T = sqrt(max(D, 0)); S = post T with post < 0: row max of S is post * row min of T
@@ -286,7 +286,7 @@ def _shifted_block(spec, a, base, rows, j0, out, need_colmax, torch):
             colmax, dcmp = -torch.amin(out, dim=0), -dt
         r = tmin * spec.post
         torch.addcmul((-r)[:, None], out, torch.full((1, 1), spec.post, dtype=out.dtype, device=out.device),
-                      out=out)
+                      out=out).clamp_(min=_EXP_FLOOR)
         return r.double(), dt.double() * spec.post, i2t, colmax, dcmp
     # generic: materialise S
     _block_logits(spec, a, base, rows, slice(None), out, torch)
@@ -295,7 +295,7 @@ def _shifted_block(spec, a, base, rows, j0, out, need_colmax, torch):
     if need_colmax:
         colmax, dcmp = torch.amax(out, dim=0), d
     i2t = d >= r
-    out.sub_(r[:, None])
+    out.sub_(r[:, None]).clamp_(min=_EXP_FLOOR)
     return r.double(), d.double(), i2t, colmax, dcmp
 
 
@@ -305,7 +305,11 @@ def default_row_block(n: int, target_elements: int = 1 << 21) -> int:
     return int(max(16, min(max(n, 1), target_elements // max(n, 1))))
 
 
-SERIAL_BELOW = 1 << 22  # M^2 below this: one thread (a thread wake-up costs more than the work it gets)
+SERIAL_BELOW = 1 << 22
+# exp arguments are clamped here before exponentiating: exp of far more negative values underflows to
+# denormals, which x86 computes up to ~50x slower; the clamp adds at most M * e^-80 relative to the sum's
+# largest term (which is 1).
+_EXP_FLOOR = -80.0  # M^2 below this: one thread (a thread wake-up costs more than the work it gets)
 
 
 def sweep_pair_terms(image, text, alphas, *, scale: float, means: dict, geometries=("cosine",),
@@ -448,7 +452,7 @@ def _sweep(torch, image, text, alphas, scale, means, geometries, shifts, row_blo
                 s_blk.exp_()
                 st["row_lse"][a, rows] = r + torch.log(s_blk.sum(1).to(f64))
                 rb = r.max()
-                cs = torch.mv(s_blk.t(), torch.exp(r - rb).to(cdt)).to(f64)
+                cs = torch.mv(s_blk.t(), torch.exp(torch.clamp(r - rb, min=_EXP_FLOOR)).to(cdt)).to(f64)
                 fr = st["frame"][a]
                 new_fr = torch.maximum(fr, rb)
                 st["colsum"][a].mul_(torch.exp(fr - new_fr)).add_(cs * torch.exp(rb - new_fr))
@@ -458,7 +462,8 @@ def _sweep(torch, image, text, alphas, scale, means, geometries, shifts, row_blo
 
     # Column sums can lose terms to underflow only where the column lies far below the frame; such
     # columns (flagged from their maximum, or from a lower bound on it) are recomputed exactly.
-    log_tiny = math.log(torch.finfo(cdt).tiny)
+    # every summed term is exact down to max(float tiny, e^_EXP_FLOOR) in the frame's units
+    log_tiny = max(math.log(torch.finfo(cdt).tiny), _EXP_FLOOR) + math.log(2.0)
     margin = math.log(n) + log_tiny + 25.0
     out = {}
     for k in combos:
@@ -508,9 +513,9 @@ def _two_exp_block(spec, a, base, rows, j0, s_blk, e_blk, st, need_colmax, torch
     if need_colmax:
         torch.maximum(st["colmax"][a], cb, out=st["colmax"][a])
         st["dcmp"][a, rows] = d
-    torch.sub(s_blk, r[:, None], out=e_blk).exp_()
+    torch.sub(s_blk, r[:, None], out=e_blk).clamp_(min=_EXP_FLOOR).exp_()
     st["row_lse"][a, rows] = r.to(f64) + torch.log(e_blk.sum(1).to(f64))
-    s_blk.sub_(cb[None, :]).exp_()
+    s_blk.sub_(cb[None, :]).clamp_(min=_EXP_FLOOR).exp_()
     bs = s_blk.sum(0).to(f64)
     cb = cb.to(f64)
     fr = st["frame"][a]
@@ -534,7 +539,7 @@ def _exact_columns(torch, spec, cols, n, block, bases_for, cdt, n_alpha, dev):
         for a in range(n_alpha):
             _block_logits(spec, a, base, slice(j0, j1), cols, s_blk, torch)
             bmax = torch.amax(s_blk, dim=0)
-            s_blk.sub_(bmax[None, :]).exp_()
+            s_blk.sub_(bmax[None, :]).clamp_(min=_EXP_FLOOR).exp_()
             bsum = s_blk.to(f64).sum(0)
             bmax = bmax.to(f64)
             new_max = torch.maximum(run_max[a], bmax)
