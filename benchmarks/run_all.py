@@ -54,7 +54,7 @@ SIZES = {
     },
     "bench_loss.py": {
         "quick": ["--n", "2000", "--big-n", "5000", "--repeats", "1", "--skip-default"],
-        "default": ["--n", "3000", "--big-n", "8000", "--repeats", "1"],
+        "default": ["--n", "5000", "--big-n", "10000", "--repeats", "2"],
     },
 }
 # Seconds each script may run, per mode (embedding runs ViT-B-32 on CPU, the loss benchmark an N x N
@@ -336,11 +336,22 @@ def markdown(report: dict, max_rows_per_bench: int = 40) -> str:
         # a script's own "summary" block, when it has one, is its headline; else every interesting number
         rows = _leaf_rows(result["summary"]) if isinstance(result.get("summary"), dict) else _leaf_rows(result)
         for case, key, v in rows[:max_rows_per_bench]:
-            lines.append(f"| {name} | {case or '–'} | {key} | {_fmt(v)} |")
+            lines.append(f"| {name} | {case or '`' + ' '.join(rec['args']) + '`' if rec['args'] else case or '–'} "
+                         f"| {key} | {_fmt(v)} |")
         if len(rows) > max_rows_per_bench:
             lines.append(f"| {name} | … | {len(rows) - max_rows_per_bench} more in the JSON | |")
         lines.append(f"| {name} | whole script | wall time (s) | {_fmt(rec['wall_s'])} |")
     return "\n".join(lines) + "\n"
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def main(argv=None):
@@ -363,7 +374,7 @@ def main(argv=None):
         "benchmark": "all",
         "mode": mode,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "machine": {"cpus": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
+        "machine": {"cpus": os.cpu_count(), "cpu": _cpu_name(),
                     "platform": platform.platform(), "python": platform.python_version(),
                     "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
         "benchmarks": [],

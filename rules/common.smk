@@ -95,8 +95,10 @@ def code_version(*modules):
     """sha256 of the package modules (and this rule's script) a rule runs.
 
     Passed as a param, so editing the code a stage uses reruns that stage
-    (Snakemake does not track imported modules), while fresh clones — whose
-    file times are all new — do not rerun anything whose code is unchanged.
+    (Snakemake does not track imported modules, and its `code` trigger only
+    compares a script's file time). After a fresh clone, where every file time
+    is new, `--rerun-triggers params input software-env` shows the jobs whose
+    code or settings really changed (README: "Rerunning one stage").
     """
     h = hashlib.sha256()
     for m in sorted(set(modules)):

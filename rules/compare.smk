@@ -28,6 +28,7 @@ rule compare_models:
         headline=list(HEADLINE_PATTERNS),
         code=code_version("workflow/scripts/compare_models.py", "compare", "plots/compare", "summary",
                           "paper", "outputs", "scripting"),
+    localrule: True  # cheap: on a cluster, run on the submit host
     log:
         "results/comparison/logs/compare_models.log",
     benchmark:

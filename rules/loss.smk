@@ -9,16 +9,16 @@ rule alpha_sweep:
     input:
         embeddings=embeddings_h5(),
     output:
-        metrics=stage_dir("alpha_sweep") + "/metrics.json",
-        curves=stage_dir("alpha_sweep") + "/curves.csv",
-        loss_png=report(stage_dir("alpha_sweep") + "/loss_curves.png",
+        metrics=stage_dir("alpha_sweep", "metrics.json"),
+        curves=stage_dir("alpha_sweep", "curves.csv"),
+        loss_png=report(stage_dir("alpha_sweep", "loss_curves.png"),
                         caption="../report/alpha_sweep/loss_curves.rst",
                         category="Loss (alpha sweep)", subcategory="{dataset} × {model}"),
-        loss_pdf=stage_dir("alpha_sweep") + "/loss_curves.pdf",
-        geometry_png=report(stage_dir("alpha_sweep") + "/geometry_curves.png",
+        loss_pdf=stage_dir("alpha_sweep", "loss_curves.pdf"),
+        geometry_png=report(stage_dir("alpha_sweep", "geometry_curves.png"),
                             caption="../report/alpha_sweep/geometry_curves.rst",
                             category="Loss (alpha sweep)", subcategory="{dataset} × {model}"),
-        geometry_pdf=stage_dir("alpha_sweep") + "/geometry_curves.pdf",
+        geometry_pdf=stage_dir("alpha_sweep", "geometry_curves.pdf"),
     params:
         p=stage_params("alpha_sweep"),
         demo=is_demo,
@@ -32,16 +32,16 @@ rule alpha_sweep:
 
 rule blur_simulation:
     output:
-        metrics=BLUR_DIR + "/metrics.json",
-        values=BLUR_DIR + "/values.csv",
-        hist_png=report(BLUR_DIR + "/blur_histograms.png",
+        metrics=f"{BLUR_DIR}/metrics.json",
+        values=f"{BLUR_DIR}/values.csv",
+        hist_png=report(f"{BLUR_DIR}/blur_histograms.png",
                         caption="../report/blur_simulation/blur_histograms.rst",
                         category="Blur simulation", subcategory="Fig. 7"),
-        hist_pdf=BLUR_DIR + "/blur_histograms.pdf",
+        hist_pdf=f"{BLUR_DIR}/blur_histograms.pdf",
     params:
         p=stage_params("blur_simulation"),
         code=script_code("blur_simulation", "blur", "plots/loss"),
-    log: BLUR_DIR + "/logs/blur_simulation.log",
-    benchmark: BLUR_DIR + "/benchmarks/blur_simulation.tsv",
+    log: f"{BLUR_DIR}/logs/blur_simulation.log",
+    benchmark: f"{BLUR_DIR}/benchmarks/blur_simulation.tsv",
     conda: "../envs/clipgeom.yaml"
     script: "../workflow/scripts/blur_simulation.py"

@@ -22,6 +22,7 @@ rule summary:
         stages=PAIR_STAGES,
         paper_setup=lambda wc: is_paper_setup(DATASETS[wc.dataset], MODELS[wc.model]),
         code=code_version("workflow/scripts/summary.py", "summary", "paper", "outputs", "compare"),
+    localrule: True  # cheap: on a cluster, run on the submit host
     log:
         "results/{dataset}/{model}/logs/summary.log",
     conda:

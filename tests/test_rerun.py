@@ -53,6 +53,8 @@ def completed_demo(tmp_path_factory) -> Path:
     done = base / ".demo-complete"
     if done.exists():
         return base
+    if base.exists():
+        shutil.rmtree(base)
     reuse = os.environ.get("CLIPGEOM_TEST_DEMO_RUN")
     if reuse:
         # developers: a finished demo run (made as above) to start from; it is copied and brought up to
@@ -61,8 +63,6 @@ def completed_demo(tmp_path_factory) -> Path:
         run_snakemake(base, base / "demo.yaml", "--cores", "2", timeout=1800)
         done.write_text("ok\n")
         return base
-    if base.exists():
-        shutil.rmtree(base)
     base.mkdir(parents=True)
     (base / "config" / "models").mkdir(parents=True)
     shutil.copy2(REPO / "config" / "models" / "tiny-clip.json", base / "config" / "models" / "tiny-clip.json")

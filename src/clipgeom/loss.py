@@ -27,6 +27,8 @@ Conventions used throughout
   (``accuracy_t2i``) inside the batch, with the same tie rule.
 * Shift (Eq. 9): ``v' = v - alpha * m`` with ``m`` the mean of the RAW embeddings of that modality over
   the whole set (every row of the embeddings file), applied to one modality; the other is unchanged.
+* Subsets: by default (``classify_at="zero"``) a pair's class is the one it has at alpha = 0, so the
+  correct/misclassified curves follow fixed sets of pairs; ``"each"`` re-classifies at every alpha.
 
 The fast sweep (:func:`sweep_pair_terms`) uses that a shift changes every raw dot product affinely
 and every squared norm quadratically in alpha, so one product ``X Y^T`` per row block serves the whole
