@@ -9,14 +9,12 @@ The question the table answers is the paper's, asked of many models: is the doub
 
 from __future__ import annotations
 
-import csv
 import fnmatch
 import json
 import math
-import os
-from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from .outputs import write_csv
 from .summary import flatten
 
 ID_COLUMNS = ("dataset", "model")
@@ -91,15 +89,9 @@ def cell(value) -> str | int | float:
 
 
 def _write_rows(path, header: Sequence[str], rows: Iterable[Sequence]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(header)
-        for r in rows:
-            w.writerow([cell(v) for v in r])
-    os.replace(tmp, path)
+    """Rows -> the project's one atomic CSV writer, cells formatted by :func:`cell`."""
+    rows = [[cell(v) for v in r] for r in rows]
+    write_csv(path, {h: [r[i] for r in rows] for i, h in enumerate(header)})
 
 
 def write_comparison_csv(path, columns: Sequence[str], rows: Sequence[Mapping]) -> None:
