@@ -9,7 +9,7 @@
    Ratios: speedup = direct / fast; per_alpha_over_exp = (fast / n_alpha) / exp.
 2. The stage's default work at N = 5,000: 3 geometries x 2 shifts x 21 alphas.
 3. N = 25,000 pairs in one batch (default config: 3 geometries x 2 shifts x 21 alphas) in a fresh
-   subprocess: wall time and peak RSS (ru_maxrss).
+   subprocess: wall time and peak RSS (VmHWM; includes torch's own ~0.5 GB).
 
     .venv/bin/python benchmarks/bench_loss.py --out results/bench_loss.json
 
@@ -154,19 +154,31 @@ def bench_default(n, d, n_alpha, threads, repeats):
             "fallback_columns": {f"{g}/{s}": v.info["fallback_columns"] for (g, s), v in res.items()}}
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set size (VmHWM of /proc/self/status, MB). Unlike getrusage's
+    ru_maxrss, which Linux carries across fork + exec, it starts afresh in a new program."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child_big(n, d, n_alpha, threads, geometries):
     """Runs in a fresh process: the sweep at n pairs in one batch; reports its own peak RSS."""
     from clipgeom import loss as L
 
     x, y = clip_like(n, d, seed=2)
     means = means_of(x, y)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_before = peak_rss_mb()
     alphas = np.round(np.linspace(-1, 1, n_alpha), 10)
     t0 = time.perf_counter()
     res = L.sweep_pair_terms(x, y, alphas, scale=100.0, means=means, geometries=geometries, shifts=L.SHIFTS,
                              threads=threads)
     wall = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     c = L.curves_from_terms([res[(geometries[0], "image")]])
     return {"n": n, "d": d, "n_alpha": n_alpha, "geometries": list(geometries), "shifts": list(L.SHIFTS),
             "seconds": wall, "peak_rss_mb": peak, "rss_before_sweep_mb": rss_before,
