@@ -101,7 +101,8 @@ def assert_not_blank(png: Path, box=None, what="page"):
     a = pixels(png, box)
     background = np.bincount(a.astype(int).ravel()).argmax()
     busy = float(np.mean(np.abs(a - background) > 8))
-    assert a.std() > 10 and busy > 0.03, f"{png} ({what}) looks blank: std {a.std():.1f}, {busy:.1%} non-background"
+    # a blank or error page is ~0% non-background; a rendered matplotlib figure with white margins can be ~1%
+    assert a.std() > 5 and busy > 0.005, f"{png} ({what}) looks blank: std {a.std():.1f}, {busy:.1%} non-background"
 
 
 # Clicks a user makes, injected into a copy of the report: open a category (and a subcategory), then on
