@@ -4,15 +4,22 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from clipgeom.config import canonical, validate_config
+from clipgeom.config import canonical, check_config, open_clip_architectures, validate_config
 from clipgeom.summary import is_paper_setup
 
 validate_config(config, Path(workflow.basedir) / "config" / "schema")
+# Dangling references, keys a kind needs, weights, precision, architectures, grids, shard count:
+# every config error surfaces here, before any job.
+check_config(
+    config,
+    known_archs=open_clip_architectures(),
+    n_shards=workflow.resource_settings.overwrite_scatter.get("split", config["embedding"]["shards"]),
+)
 
 ROOT = Path(workflow.basedir)
 PKG = ROOT / "src" / "clipgeom"
 DATASETS = config["datasets"]
-MODELS = config["models"]
+MODELS = config["models"]  # may be empty: a config that only imports embeddings
 
 # Analysis stages that run once per dataset x model; each writes
 # results/{dataset}/{model}/{stage}/metrics.json, whose "summary" block summary.json gathers.
@@ -66,6 +73,11 @@ def external_sets(reference):
 
 def embeddings_h5(dataset="{dataset}", model="{model}"):
     return f"results/{dataset}/{model}/embeddings.h5"
+
+
+def rejected_csv(dataset="{dataset}", model="{model}"):
+    """Every item left out of a dataset x model's embeddings, whoever rejected it (README: Outputs)."""
+    return f"results/{dataset}/{model}/rejected.csv"
 
 
 def stage_dir(stage, filename=None):
@@ -152,6 +164,30 @@ def dataset_inputs(wildcards):
     return files
 
 
+def image_fingerprint(wildcards):
+    """A cheap fingerprint of a dataset's image folder: (relative name, size, mtime) of every file.
+
+    A param of prepare_dataset, so that an image replaced in place (same name, new bytes) —
+    which leaves the folder's own time unchanged — rebuilds the manifest, whose per-image
+    sha256 then re-embeds the changed images' dataset. One stat per file: no file is read.
+    A zip archive is an input file and tracked by its own time; demo images are rule outputs.
+    """
+    import os
+
+    c = DATASETS[wildcards.dataset]
+    root = c.get("images") if c["kind"] in ("coco", "folder", "images") else None
+    if not root or not Path(root).is_dir():
+        return "none"
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = os.path.join(dirpath, name)
+            st = os.stat(full)
+            h.update(f"{os.path.relpath(full, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
 def image_root(dataset):
     c = DATASETS[dataset]
     return f"{demo_root(dataset)}/images" if c["kind"] == "demo" else c.get("images")
@@ -194,6 +230,7 @@ def embeddings_source(wildcards):
 
 def all_targets():
     targets = [embeddings_h5(d, m) for d, m in embedding_pairs()]
+    targets += [rejected_csv(d, m) for d, m in embedding_pairs()]
     targets += [f"results/{d}/{m}/summary.json" for d, m in analysis_pairs()]
     targets += ["results/simulations/blur_simulation/metrics.json"]
     targets += ["results/comparison/summary_table.csv"]

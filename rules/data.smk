@@ -53,6 +53,7 @@ rule prepare_dataset:
     params:
         dataset=lambda wc: dataset_cfg(wc.dataset),
         demo_root=lambda wc: demo_root(wc.dataset),
+        images_fingerprint=image_fingerprint,
         code=code_version("workflow/scripts/prepare_dataset.py", "data", "imagesource", "outputs"),
     log:
         "results/{dataset}/logs/prepare_dataset.log",

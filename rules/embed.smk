@@ -60,8 +60,9 @@ rule merge_embeddings:
         shards=gather.split("results/{{dataset}}/{{model}}/shards/{scatteritem}.h5"),
     output:
         embeddings_h5(),
+        rejected=rejected_csv(),
     params:
-        code=code_version("workflow/scripts/merge_embeddings.py", "embed", "h5io"),
+        code=code_version("workflow/scripts/merge_embeddings.py", "embed", "h5io", "rejects", "outputs"),
     log:
         "results/{dataset}/{model}/logs/merge_embeddings.log",
     wildcard_constraints:
@@ -78,10 +79,12 @@ rule import_embeddings:
         source=embeddings_source,
     output:
         embeddings_h5(),
+        rejected=rejected_csv(),
     params:
         model=lambda wc: DATASETS[wc.dataset]["model"],
+        policy=lambda wc: DATASETS[wc.dataset]["on_bad_item"],
         logit_scale=lambda wc: DATASETS[wc.dataset]["logit_scale"],
-        code=code_version("workflow/scripts/import_embeddings.py", "imported", "h5io"),
+        code=code_version("workflow/scripts/import_embeddings.py", "imported", "h5io", "rejects", "outputs"),
     log:
         "results/{dataset}/{model}/logs/import_embeddings.log",
     wildcard_constraints:

@@ -20,7 +20,8 @@ rule summary:
                            labels={"file": "paper_vs_run.csv"}),
     params:
         stages=PAIR_STAGES,
-        paper_setup=lambda wc: is_paper_setup(DATASETS[wc.dataset], MODELS[wc.model]),
+        # an imported dataset names its own {model}, which is not under models:
+        paper_setup=lambda wc: is_paper_setup(DATASETS[wc.dataset], MODELS.get(wc.model, {})),
         code=code_version("workflow/scripts/summary.py", "summary", "paper", "outputs", "compare"),
     localrule: True  # cheap: on a cluster, run on the submit host
     log:

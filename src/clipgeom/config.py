@@ -9,6 +9,7 @@ job runs, naming the offending key.
 from __future__ import annotations
 
 import copy
+import difflib
 from pathlib import Path
 from typing import Mapping
 
@@ -83,3 +84,87 @@ def canonical(obj):
     if isinstance(obj, (list, tuple)):
         return [canonical(v) for v in obj]
     return obj
+
+
+# Keys each dataset kind needs (the schema cannot say "required when kind is ...", readably).
+KIND_REQUIRES = {
+    "coco": ("captions", "images"),
+    "folder": ("captions", "images"),
+    "embeddings": ("path",),
+    "images": ("images",),
+    "captions": ("captions",),
+    "demo": (),
+}
+PAIRED_KINDS = ("coco", "folder", "demo", "embeddings")
+
+
+def open_clip_architectures() -> set[str]:
+    """Architecture names open_clip ships configs for, read from its package folder (no import)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:
+        return set()
+    names = set()
+    for loc in spec.submodule_search_locations:
+        names |= {p.stem for p in (Path(loc) / "model_configs").glob("*.json")}
+    return names
+
+
+def check_config(config: dict, *, known_archs: set[str] | None = None, n_shards: int | None = None) -> None:
+    """Cross-checks the schema cannot express; raise :class:`ConfigError` listing every problem.
+
+    Dangling references (a dataset's ``models``, an external set's ``reference``), keys a
+    dataset kind requires, a model without weights, reduced precision on a CPU-only model,
+    an architecture open_clip does not know (when ``known_archs`` is given), reversed
+    ``*_min``/``*_max`` grids of a stage, and a shard count below 1.
+    """
+    problems = []
+    datasets, models = config["datasets"], config.get("models") or {}
+    for name, d in datasets.items():
+        where = f"datasets.{name}"
+        kind = d["kind"]
+        for key in KIND_REQUIRES[kind]:
+            if not d.get(key):
+                problems.append(f"{where}: kind {kind!r} needs '{key}'")
+        for m in d.get("models") or []:
+            if m not in models:
+                problems.append(f"{where}.models: {m!r} is not a model under models: (have {sorted(models)})")
+        if kind != "embeddings" and not (d.get("models") or models):
+            problems.append(f"{where}: kind {kind!r} is embedded by a model, but models: is empty")
+        ref = d.get("reference")
+        if ref is not None:
+            if ref not in datasets:
+                problems.append(f"{where}.reference: {ref!r} is not a dataset (have {sorted(datasets)})")
+            elif ref == name:
+                problems.append(f"{where}.reference: a dataset cannot be scored against itself")
+            elif datasets[ref]["kind"] not in PAIRED_KINDS:
+                problems.append(f"{where}.reference: {ref!r} is an external set (kind "
+                                f"{datasets[ref]['kind']!r}); the reference must hold image-caption pairs")
+    for name, m in models.items():
+        where = f"models.{name}"
+        if not m.get("pretrained"):
+            problems.append(f"{where}.pretrained: no weights given. Name an open_clip tag (e.g. openai) or a "
+                            "checkpoint file; random weights only when asked for, with init_seed (and "
+                            "pretrained: the file to write them to)")
+        if m.get("precision", "fp32") != "fp32" and m.get("device") == "cpu":
+            problems.append(f"{where}.precision: {m['precision']} needs a GPU, but device is cpu (use fp32)")
+        mc = m.get("model_config")
+        if mc and Path(mc).stem != m["arch"]:
+            problems.append(f"{where}.model_config: open_clip registers {mc!r} as {Path(mc).stem!r}, "
+                            f"but arch is {m['arch']!r}")
+        if not mc and known_archs and m["arch"] not in known_archs:
+            close = difflib.get_close_matches(m["arch"], sorted(known_archs), n=5, cutoff=0.6)
+            problems.append(f"{where}.arch: open_clip has no architecture {m['arch']!r}"
+                            + (f" (similar: {', '.join(close)})" if close else "")
+                            + "; give model_config: a JSON config for a new one")
+    for stage, block in (config.get("stages") or {}).items():
+        for key, lo in block.items():
+            if key.endswith("_min") and f"{key[:-4]}_max" in block:
+                hi = block[f"{key[:-4]}_max"]
+                if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and lo > hi:
+                    problems.append(f"stages.{stage}.{key}: {lo} is above {key[:-4]}_max {hi} (reversed grid)")
+    if n_shards is not None and n_shards < 1:
+        problems.append(f"embedding shards (--set-scatter split=N or embedding.shards): {n_shards}; need at least 1")
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))

@@ -9,7 +9,9 @@ when a user runs the script by hand for debugging::
         --input embeddings=results/demo/tiny-a/embeddings.h5 \\
         --output metrics=/tmp/m.json --params '{"bins": 60}'
 
-Logging goes to the rule's log file (and stderr when run by hand).
+Logging goes to the rule's log file (and stderr). An exception that ends the script is
+written to the log too — its message first, then the traceback — so that the log Snakemake
+points at after a failure (the only output left on a cluster) holds the error.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import traceback
+from pathlib import Path
 from types import SimpleNamespace
 
 
@@ -79,7 +84,38 @@ def setup_logging(job, name: str = "clipgeom") -> logging.Logger:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         handlers=handlers, force=True,
     )
+    sys.excepthook = _log_uncaught
     return logging.getLogger(name)
+
+
+def _log_uncaught(exc_type, exc, tb) -> None:
+    """sys.excepthook: the error's message and traceback into the job's log (and stderr)."""
+    log = logging.getLogger("clipgeom")
+    if issubclass(exc_type, KeyboardInterrupt):
+        log.error("interrupted")
+        return
+    log.error("%s: %s", exc_type.__name__, exc)
+    log.error("traceback (most recent call last):\n%s",
+              "".join(traceback.format_exception(exc_type, exc, tb)).rstrip())
+    removed = remove_corrupt_output(exc)
+    if removed:
+        log.error("removed the unreadable file %s, so that the next run rebuilds it", removed)
+    for h in logging.getLogger().handlers:
+        h.flush()
+
+
+def remove_corrupt_output(exc: BaseException) -> str | None:
+    """Delete the file an exception marks as corrupt (``exc.path``, ``exc.corrupt``) when it is
+    a workflow output under ``results/`` of the working directory; never a user's own file."""
+    path = getattr(exc, "path", None)
+    if not path or not getattr(exc, "corrupt", False):
+        return None
+    p = Path(path).resolve()
+    results = (Path.cwd() / "results").resolve()
+    if results not in p.parents or not p.is_file():
+        return None
+    os.unlink(p)
+    return str(path)
 
 
 def log_stream(job=None):
