@@ -122,7 +122,7 @@ def code_version(*modules):
 
 def script_code(stage, *modules):
     """code_version of the stage script, clipgeom's shared I/O modules and `modules`."""
-    return code_version(f"workflow/scripts/{stage}.py", "h5io", "outputs", "scripting", *modules)
+    return code_version(f"workflow/scripts/{stage}.py", "h5io", "outputs", "scripting", "atomic", *modules)
 
 
 wildcard_constraints:

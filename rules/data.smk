@@ -35,7 +35,7 @@ rule make_demo_data:
         captions_per_image=lambda wc: DATASETS[wc.dataset]["captions_per_demo_image"],
         image_size=lambda wc: DATASETS[wc.dataset]["image_size"],
         seed=lambda wc: DATASETS[wc.dataset]["seed"],
-        code=code_version("workflow/scripts/make_demo_data.py", "demo"),
+        code=code_version("workflow/scripts/make_demo_data.py", "demo", "scripting"),
     log:
         "results/demo_data/{dataset}/make_demo_data.log",
     conda:
@@ -54,7 +54,7 @@ rule prepare_dataset:
         dataset=lambda wc: dataset_cfg(wc.dataset),
         demo_root=lambda wc: demo_root(wc.dataset),
         images_fingerprint=image_fingerprint,
-        code=code_version("workflow/scripts/prepare_dataset.py", "data", "imagesource", "outputs"),
+        code=code_version("workflow/scripts/prepare_dataset.py", "data", "imagesource", "outputs", "atomic", "scripting"),
     log:
         "results/{dataset}/logs/prepare_dataset.log",
     wildcard_constraints:

@@ -16,7 +16,7 @@ for _m, _c in MODELS.items():
                 arch=_c["arch"],
                 model_config=_c["model_config"],
                 seed=_c["init_seed"],
-                code=code_version("workflow/scripts/random_weights.py", "embed"),
+                code=code_version("workflow/scripts/random_weights.py", "embed", "atomic", "scripting"),
             log:
                 f"results/models/logs/random_weights_{_m}.log",
             conda:
@@ -35,7 +35,7 @@ rule embed_shard:
     params:
         model=lambda wc: model_cfg(wc.model),
         image_root=lambda wc: image_root(wc.dataset),
-        code=code_version("workflow/scripts/embed_shard.py", "embed", "data", "imagesource"),
+        code=code_version("workflow/scripts/embed_shard.py", "embed", "data", "imagesource", "h5io", "atomic", "scripting"),
     threads: 2
     resources:
         gpu=embed_gpus,
@@ -62,7 +62,7 @@ rule merge_embeddings:
         embeddings_h5(),
         rejected=rejected_csv(),
     params:
-        code=code_version("workflow/scripts/merge_embeddings.py", "embed", "h5io", "rejects", "outputs"),
+        code=code_version("workflow/scripts/merge_embeddings.py", "embed", "h5io", "rejects", "outputs", "atomic", "scripting"),
     log:
         "results/{dataset}/{model}/logs/merge_embeddings.log",
     wildcard_constraints:
@@ -84,7 +84,7 @@ rule import_embeddings:
         model=lambda wc: DATASETS[wc.dataset]["model"],
         policy=lambda wc: DATASETS[wc.dataset]["on_bad_item"],
         logit_scale=lambda wc: DATASETS[wc.dataset]["logit_scale"],
-        code=code_version("workflow/scripts/import_embeddings.py", "imported", "h5io", "rejects", "outputs"),
+        code=code_version("workflow/scripts/import_embeddings.py", "imported", "h5io", "rejects", "outputs", "atomic", "scripting"),
     log:
         "results/{dataset}/{model}/logs/import_embeddings.log",
     wildcard_constraints:

@@ -94,9 +94,10 @@ def test_generic_csv_and_jsonl(tmp_path):
     for name in ("c.csv", "c.jsonl"):
         m = manifest_for("g", {"kind": "folder", "captions": str(tmp_path / name), "images": str(tmp_path / "img"),
                                "on_bad_item": "error", "captions_per_image": None})
-        assert [im["id"] for im in m["images"]] == ["a", "b"]
-        assert [(c["image_id"], c["caption"]) for c in m["captions"]] == [("a", "first"), ("b", "second"),
-                                                                         ("a", "third")]
+        # ids of a table are strings; the default image id is the file name (a.png and a.jpg differ)
+        assert [im["id"] for im in m["images"]] == ["a.png", "b.png"]
+        assert [(c["image_id"], c["caption"]) for c in m["captions"]] == [("a.png", "first"), ("b.png", "second"),
+                                                                         ("a.png", "third")]
 
 
 def test_images_only_and_captions_only_sets(tmp_path):
@@ -163,7 +164,7 @@ def test_malformed_annotations_json(tmp_path):
 def test_caption_table_errors(tmp_path):
     p = tmp_path / "c.csv"
     p.write_text("image,text\na.png,hello\n")
-    with pytest.raises(DataError, match=r"c\.csv: row 0: no 'caption' column"):
+    with pytest.raises(DataError, match=r"c\.csv:1: no 'caption' column"):
         read_caption_table(p)
     p2 = tmp_path / "c.jsonl"
     p2.write_text('{"image": "a.png", "caption": "x"}\n{broken\n')

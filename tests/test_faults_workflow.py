@@ -111,7 +111,7 @@ def test_imports_only_need_no_models_block(tmp_path, shared_data):
     arr = np.load(shared_data / "clip-vitb16-coco500" / "features_clip.npy")[:, :50]
     np.save(tmp_path / "pairs.npy", arr)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump({"datasets": {"mine": {"kind": "embeddings", "path": "pairs.npy"}}}))
-    proc = run_snakemake(tmp_path, tmp_path / "c.yaml", "-n", "--quiet", "rules")
+    proc = run_snakemake(tmp_path, tmp_path / "c.yaml", "-n")
     out = proc.stdout + proc.stderr
     for rule in ("import_embeddings", "separability", "alpha_sweep", "summary"):
         assert rule in out, (rule, out[-2000:])
@@ -172,7 +172,7 @@ def test_image_replaced_in_place_is_reembedded(tmp_path):
     before = read_embeddings(tmp_path / TARGET)
     time.sleep(0.05)
     Image.new("RGB", (32, 32), (255, 255, 0)).save(tmp_path / "images" / "p4.png")  # same name, new bytes
-    dry = run_snakemake(tmp_path, cfg, "-n", "--quiet", "rules", TARGET)
+    dry = run_snakemake(tmp_path, cfg, "-n", TARGET, "--quiet", "rules")
     assert "prepare_dataset" in dry.stdout + dry.stderr
     run_snakemake(tmp_path, cfg, "--cores", "2", TARGET)
     after = read_embeddings(tmp_path / TARGET)
@@ -195,9 +195,9 @@ def test_truncated_embeddings_file_is_named_removed_and_rebuilt(tmp_path, shared
     (tmp_path / "c.yaml").write_text(yaml.safe_dump({"datasets": {"mine": {"kind": "embeddings", "path": "pairs.npy"}}}))
     h5 = tmp_path / "results/mine/imported/embeddings.h5"
     run_snakemake(tmp_path, tmp_path / "c.yaml", "--cores", "1", str(h5.relative_to(tmp_path)))
-    data = h5.read_bytes()
+    data, st = h5.read_bytes(), h5.stat()
     h5.write_bytes(data[: len(data) // 3])
-    os.utime(h5, (time.time() - 3600, time.time() - 3600))  # older than nothing: no rerun by time
+    os.utime(h5, ns=(st.st_atime_ns, st.st_mtime_ns))  # damaged, but its time says nothing changed
     target = "results/mine/imported/thin_shell/metrics.json"
     proc = run_snakemake(tmp_path, tmp_path / "c.yaml", "--cores", "1", target, check=False)
     assert proc.returncode != 0
