@@ -11,10 +11,13 @@ Schema (``results/{dataset}/{model}/embeddings.h5``)::
     /text/caption      utf-8 (N_txt,)
     attrs: model, pretrained, logit_scale, embed_dim, open_clip_version,
            torch_version, precision, device, normalized (False), dataset,
-           input_checksum, schema_version, ...
+           input_checksum, schema_version, rejects (JSON list of {kind, item, reason, stage}),
+           n_rejected, on_bad_item, ...
 
 Either modality may have zero rows (an external set of generated captions has
-no images).  Every writer goes through :func:`write_embeddings`, which writes
+no images), but not both.  No file holds NaN/inf or zero-norm rows: the writers refuse them
+(or, under ``on_bad_item: skip``, the importer and the merge drop them as rejects) and the
+readers check again, so no stage ever sees one.  Every writer goes through :func:`write_embeddings`, which writes
 under a temporary name and renames only when the file is complete, so a file
 with the final name is never partial.
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -30,13 +34,25 @@ from typing import Iterator
 import h5py
 import numpy as np
 
+from .atomic import atomic_path
+
 SCHEMA_VERSION = 1
 MODALITIES = ("image", "text")
 _STR = h5py.string_dtype(encoding="utf-8")
 
 
 class EmbeddingsFileError(ValueError):
-    """An embeddings file (or array) breaks the schema; the message names file and key."""
+    """An embeddings file (or array) breaks the schema; the message names file and key.
+
+    ``path``: the file concerned (None for arrays in memory); ``corrupt``: True when the file is
+    not readable HDF5 at all (truncated, garbage, I/O error), so a caller may delete a workflow
+    output and let the workflow rebuild it.
+    """
+
+    def __init__(self, message: str, *, path: str | os.PathLike | None = None, corrupt: bool = False):
+        super().__init__(message)
+        self.path = None if path is None else Path(path)
+        self.corrupt = bool(corrupt)
 
 
 @dataclass
@@ -82,29 +98,105 @@ def _as_id_array(ids) -> np.ndarray:
     return np.asarray([str(x) for x in arr.tolist()], dtype=object)
 
 
+def check_numeric(name: str, arr: np.ndarray, source: str) -> None:
+    """Refuse arrays that are not real numbers (complex, bool, strings, objects, dates, records).
+
+    Integer arrays are accepted (and cast to float32 by the writers)."""
+    arr = np.asarray(arr)
+    kind = arr.dtype.kind
+    if kind in "fiu":
+        return
+    what = {"c": "complex (the imaginary part would be lost)", "b": "boolean", "O": "object (pickled Python objects)",
+            "U": "string", "S": "bytes", "M": "datetime", "m": "timedelta", "V": "record/void"}.get(kind, kind)
+    raise EmbeddingsFileError(f"{source}: {name} has dtype {arr.dtype} ({what}); "
+                              "embeddings must be real numbers (float or integer)", path=_path_of(source))
+
+
+def _path_of(source: str):
+    return None if source.startswith("<") else source
+
+
 def check_finite(name: str, arr: np.ndarray, source: str) -> None:
     """Raise naming the first non-finite row, or do nothing."""
     bad = ~np.isfinite(arr)
     if bad.any():
         row = int(np.argwhere(bad)[0][0])
         raise EmbeddingsFileError(
-            f"{source}: {name} has {int(bad.sum())} NaN/inf value(s); first in row {row}"
+            f"{source}: {name} has {int(bad.sum())} NaN/inf value(s); first in row {row}", path=_path_of(source)
         )
 
 
-def validate_arrays(emb: Embeddings, source: str = "<memory>") -> None:
-    """Check shapes, widths, pairing indices and finiteness; raise naming what is wrong."""
-    for mod in MODALITIES:
-        arr = getattr(emb, mod)
-        if arr.ndim != 2:
-            raise EmbeddingsFileError(f"{source}: /{mod}/embedding must be 2-D, got shape {arr.shape}")
-        check_finite(f"/{mod}/embedding", arr, source)
-    if emb.image.shape[0] and emb.text.shape[0] and emb.image.shape[1] != emb.text.shape[1]:
+def zero_norm_rows(arr: np.ndarray) -> np.ndarray:
+    """Indices of all-zero rows (rows whose norm is 0)."""
+    arr = np.asarray(arr)
+    if arr.ndim != 2 or not arr.shape[0]:
+        return np.zeros(0, np.int64)
+    if arr.shape[1] == 0:
+        return np.arange(arr.shape[0])
+    return np.flatnonzero(~np.any(arr != 0, axis=1))
+
+
+def bad_rows(arr: np.ndarray) -> dict[int, str]:
+    """{row: reason} for rows that no embeddings file may hold: non-finite or zero-norm."""
+    out = {}
+    arr = np.asarray(arr)
+    if arr.ndim != 2 or not arr.shape[0]:
+        return out
+    for r in np.flatnonzero(~np.isfinite(arr).all(axis=1)):
+        out[int(r)] = "non-finite (NaN/inf) embedding"
+    for r in zero_norm_rows(arr):
+        out.setdefault(int(r), "zero-norm embedding (all zeros)")
+    return out
+
+
+def check_zero_norm(mod: str, arr: np.ndarray, ids, source: str, row_offset: int = 0) -> None:
+    """Raise naming the modality and the ids of zero-norm rows (first 10, and the count)."""
+    rows = zero_norm_rows(arr)
+    if rows.size:
+        ids = np.asarray(ids, dtype=object) if ids is not None else None
+        if ids is None or len(ids) != len(arr):
+            ids = list(rows[:10] + row_offset)
+        else:
+            ids = list(ids[rows[:10]])
+        ids = [x.decode() if isinstance(x, bytes) else (x.item() if isinstance(x, np.generic) else x) for x in ids]
         raise EmbeddingsFileError(
-            f"{source}: image embeddings have width {emb.image.shape[1]} but text embeddings "
-            f"have width {emb.text.shape[1]}"
+            f"{source}: /{mod}/embedding has {rows.size} zero-norm row(s) (ids {ids}"
+            f"{' ...' if rows.size > 10 else ''}); embeddings files never hold zero-norm rows "
+            "(with on_bad_item: skip they are dropped and listed as rejects)", path=_path_of(source))
+
+
+def check_index(idx, n_img: int, source: str, name: str = "/text/image_index") -> np.ndarray:
+    """An int64 pairing index, refusing non-integer values (integer-valued floats are accepted)."""
+    idx = np.asarray(idx)
+    if idx.dtype.kind not in "iuf" or idx.ndim != 1:
+        raise EmbeddingsFileError(f"{source}: {name} must be a 1-D integer array, got dtype {idx.dtype} "
+                                  f"shape {idx.shape}", path=_path_of(source))
+    if idx.dtype.kind == "f":
+        bad = ~np.isfinite(idx) | (idx != np.round(idx))
+        if bad.any():
+            r = int(np.flatnonzero(bad)[0])
+            raise EmbeddingsFileError(
+                f"{source}: {name} holds non-integer values ({int(bad.sum())} of them); first in row {r}: "
+                f"{idx[r]!r}", path=_path_of(source))
+    idx = idx.astype(np.int64)
+    if idx.size and (idx.max() >= n_img or idx.min() < -1):
+        r = int(np.flatnonzero((idx >= n_img) | (idx < -1))[0])
+        raise EmbeddingsFileError(
+            f"{source}: {name} out of range [-1, {n_img - 1}] "
+            f"(min {idx.min()}, max {idx.max()}; first bad in row {r}: {idx[r]})", path=_path_of(source)
         )
-    n_img, n_txt = emb.image.shape[0], emb.text.shape[0]
+    return idx
+
+
+def _check_embedding(mod: str, arr, source: str) -> None:
+    check_numeric(f"/{mod}/embedding", arr, source)
+    if arr.ndim != 2:
+        raise EmbeddingsFileError(f"{source}: /{mod}/embedding must be 2-D, got shape {arr.shape}",
+                                  path=_path_of(source))
+    check_finite(f"/{mod}/embedding", arr, source)
+
+
+def _check_meta(emb: Embeddings, n_img: int, n_txt: int, source: str) -> None:
     for name, arr, n in (
         ("/image/id", emb.image_id, n_img),
         ("/image/file", emb.image_file, n_img),
@@ -113,17 +205,36 @@ def validate_arrays(emb: Embeddings, source: str = "<memory>") -> None:
         ("/text/caption", emb.caption, n_txt),
     ):
         if len(arr) != n:
-            raise EmbeddingsFileError(f"{source}: {name} has {len(arr)} rows, expected {n}")
-    idx = np.asarray(emb.text_image_index)
-    if idx.size and (idx.max() >= n_img or idx.min() < -1):
-        raise EmbeddingsFileError(
-            f"{source}: /text/image_index out of range [-1, {n_img - 1}] "
-            f"(min {idx.min()}, max {idx.max()})"
-        )
+            raise EmbeddingsFileError(f"{source}: {name} has {len(arr)} rows, expected {n}", path=_path_of(source))
+    check_index(emb.text_image_index, n_img, source)
     for name, ids in (("/image/id", emb.image_id), ("/text/id", emb.text_id)):
         vals, counts = np.unique(np.asarray(ids).astype(str), return_counts=True)
         if (counts > 1).any():
-            raise EmbeddingsFileError(f"{source}: duplicate {name} {vals[counts > 1][:5].tolist()}")
+            raise EmbeddingsFileError(f"{source}: duplicate {name} {vals[counts > 1][:5].tolist()}",
+                                      path=_path_of(source))
+
+
+def validate_arrays(emb: Embeddings, source: str = "<memory>") -> None:
+    """Check dtypes, shapes, widths, pairing indices, finiteness and norms; raise naming what is wrong.
+
+    Refused: non-real dtypes (complex, bool, strings, objects; integers are fine), NaN/inf values,
+    zero-norm rows (named by modality and id), non-integer or out-of-range /text/image_index,
+    duplicate ids, row counts that disagree, and a file with no image rows and no text rows.
+    """
+    for mod in MODALITIES:
+        _check_embedding(mod, getattr(emb, mod), source)
+    if emb.image.shape[0] and emb.text.shape[0] and emb.image.shape[1] != emb.text.shape[1]:
+        raise EmbeddingsFileError(
+            f"{source}: image embeddings have width {emb.image.shape[1]} but text embeddings "
+            f"have width {emb.text.shape[1]}", path=_path_of(source)
+        )
+    n_img, n_txt = emb.image.shape[0], emb.text.shape[0]
+    if n_img == 0 and n_txt == 0:
+        raise EmbeddingsFileError(f"{source}: no image rows and no text rows: an embeddings file must hold "
+                                  "at least one embedding", path=_path_of(source))
+    _check_meta(emb, n_img, n_txt, source)
+    check_zero_norm("image", emb.image, emb.image_id, source)
+    check_zero_norm("text", emb.text, emb.text_id, source)
 
 
 def attr_value(v):
@@ -138,12 +249,10 @@ def attr_value(v):
 
 
 def write_embeddings(path: str | os.PathLike, emb: Embeddings) -> Path:
-    """Validate ``emb`` and write it atomically (temporary name, then rename)."""
+    """Validate ``emb`` (see :func:`validate_arrays`) and write it atomically (temporary name, then rename)."""
     path = Path(path)
     validate_arrays(emb, str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             d = emb.dim if (emb.image.size or emb.text.size) else 0
             for mod in MODALITIES:
@@ -163,10 +272,6 @@ def write_embeddings(path: str | os.PathLike, emb: Embeddings) -> Path:
             attrs["normalized"] = bool(attrs["normalized"])
             for k, v in attrs.items():
                 f.attrs[k] = attr_value(v)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
@@ -176,55 +281,135 @@ def _decode(arr: np.ndarray) -> np.ndarray:
     return arr
 
 
-def read_attrs(path: str | os.PathLike) -> dict:
-    with h5py.File(path, "r") as f:
-        return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
+def _corrupt(path, e: Exception) -> EmbeddingsFileError:
+    return EmbeddingsFileError(f"{path}: not a readable HDF5 embeddings file (truncated or corrupt?): "
+                               f"{type(e).__name__}: {e}", path=path, corrupt=True)
 
 
-def read_embeddings(path: str | os.PathLike, modalities=MODALITIES) -> Embeddings:
-    """Read a whole embeddings file (or only the embedding arrays of some modalities)."""
+@contextmanager
+def _open(path: str | os.PathLike):
+    """h5py.File(path, "r"), turning h5py's OSError (at open or while reading) into EmbeddingsFileError."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"embeddings file not found: {path}")
     try:
         f = h5py.File(path, "r")
     except OSError as e:
-        raise EmbeddingsFileError(f"{path}: not a readable HDF5 file ({e})") from e
-    with f:
-        for key in ("image/embedding", "image/id", "image/file", "text/embedding", "text/id",
-                    "text/image_index", "text/caption"):
-            if key not in f:
-                raise EmbeddingsFileError(f"{path}: missing dataset /{key}")
+        raise _corrupt(path, e) from e
+    try:
+        with f:
+            yield f
+    except (OSError, RuntimeError) as e:  # h5py raises these for unreadable chunks / bad heaps
+        raise _corrupt(path, e) from e
+
+
+def _dataset(f, path, key: str):
+    if key not in f:
+        raise EmbeddingsFileError(f"{path}: missing dataset /{key}", path=path)
+    obj = f[key]
+    if not isinstance(obj, h5py.Dataset):
+        raise EmbeddingsFileError(f"{path}: /{key} is not a dataset", path=path)
+    return obj
+
+
+def _attrs(f) -> dict:
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
+
+
+def read_attrs(path: str | os.PathLike) -> dict:
+    """The file's attributes (raises EmbeddingsFileError, ``corrupt=True``, for an unreadable file)."""
+    with _open(path) as f:
+        return _attrs(f)
+
+
+_KEYS = ("image/embedding", "image/id", "image/file", "text/embedding", "text/id", "text/image_index",
+         "text/caption")
+
+
+def read_embeddings(path: str | os.PathLike, modalities=MODALITIES, *, validate: bool = True) -> Embeddings:
+    """Read a whole embeddings file (or only the embedding arrays of some modalities).
+
+    The file is checked on read (:func:`validate_arrays`'s rules, for the modalities read), so no
+    stage ever sees NaN/inf or zero-norm rows, bad pairing indices or duplicate ids in a file
+    written by someone else.  ``validate=False`` skips the row checks (only for the importer,
+    which applies the dataset's on_bad_item policy itself).  Unreadable files raise
+    :class:`EmbeddingsFileError` with ``corrupt=True``.
+    """
+    path = Path(path)
+    with _open(path) as f:
+        ds = {key: _dataset(f, path, key) for key in _KEYS}
+        shapes = {}
+        for mod in MODALITIES:
+            e = ds[f"{mod}/embedding"]
+            check_numeric(f"/{mod}/embedding", np.empty(0, e.dtype), str(path))
+            if e.ndim != 2:
+                raise EmbeddingsFileError(f"{path}: /{mod}/embedding must be 2-D, got shape {e.shape}", path=path)
+            shapes[mod] = e.shape
         arrays = {}
         for mod in MODALITIES:
             if mod in modalities:
-                arrays[mod] = f[f"{mod}/embedding"][()].astype(np.float32, copy=False)
+                arrays[mod] = ds[f"{mod}/embedding"][()].astype(np.float32, copy=False)
             else:
-                arrays[mod] = np.zeros((0, f[f"{mod}/embedding"].shape[1]), np.float32)
+                arrays[mod] = np.zeros((0, shapes[mod][1]), np.float32)
         emb = Embeddings(
             image=arrays["image"], text=arrays["text"],
-            image_id=_decode(f["image/id"][()]), image_file=_decode(f["image/file"][()]),
-            text_id=_decode(f["text/id"][()]), text_image_index=f["text/image_index"][()].astype(np.int64),
-            caption=_decode(f["text/caption"][()]),
-            attrs={k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()},
+            image_id=_decode(ds["image/id"][()]), image_file=_decode(ds["image/file"][()]),
+            text_id=_decode(ds["text/id"][()]), text_image_index=ds["text/image_index"][()],
+            caption=_decode(ds["text/caption"][()]),
+            attrs=_attrs(f),
         )
+    if not validate:
+        emb.text_image_index = np.asarray(emb.text_image_index).astype(np.int64)
+        return emb
+    n_img, n_txt = shapes["image"][0], shapes["text"][0]
+    if n_img and n_txt and shapes["image"][1] != shapes["text"][1]:
+        raise EmbeddingsFileError(f"{path}: image embeddings have width {shapes['image'][1]} but text "
+                                  f"embeddings have width {shapes['text'][1]}", path=path)
+    _check_meta(emb, n_img, n_txt, str(path))
+    emb.text_image_index = np.asarray(emb.text_image_index).astype(np.int64)
+    for mod in MODALITIES:
+        if mod in modalities:
+            check_finite(f"/{mod}/embedding", arrays[mod], str(path))
+            check_zero_norm(mod, arrays[mod], emb.image_id if mod == "image" else emb.text_id, str(path))
     return emb
 
 
 def count_rows(path: str | os.PathLike, modality: str) -> tuple[int, int]:
     """(rows, width) of one modality's embedding without reading it."""
-    with h5py.File(path, "r") as f:
-        shape = f[f"{modality}/embedding"].shape
+    path = Path(path)
+    with _open(path) as f:
+        shape = _dataset(f, path, f"{modality}/embedding").shape
     return int(shape[0]), int(shape[1]) if len(shape) > 1 else 0
 
 
 def iter_embedding_chunks(
     path: str | os.PathLike, modality: str, chunk_rows: int = 65536
 ) -> Iterator[np.ndarray]:
-    """Yield float64 row blocks of one modality, so a stage can stream a file larger than memory."""
+    """Yield float64 row blocks of one modality, so a stage can stream a file larger than memory.
+
+    Each block is checked as it is read: a NaN/inf or zero-norm row raises
+    :class:`EmbeddingsFileError` naming the file, the modality and the row.
+    """
     if modality not in MODALITIES:
         raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
-    with h5py.File(path, "r") as f:
-        ds = f[f"{modality}/embedding"]
+    path = Path(path)
+    with _open(path) as f:
+        ds = _dataset(f, path, f"{modality}/embedding")
+        check_numeric(f"/{modality}/embedding", np.empty(0, ds.dtype), str(path))
         for start in range(0, ds.shape[0], chunk_rows):
-            yield ds[start:start + chunk_rows].astype(np.float64)
+            x = ds[start:start + chunk_rows].astype(np.float64)
+            bad = ~np.isfinite(x)
+            if bad.any():
+                r = int(np.argwhere(bad)[0][0]) + start
+                raise EmbeddingsFileError(f"{path}: /{modality}/embedding has NaN/inf value(s); first in row {r}",
+                                          path=path)
+            zero = zero_norm_rows(x)
+            if zero.size:
+                ids = zero[:10] + start
+                if f"{modality}/id" in f and len(f[f"{modality}/id"]) == ds.shape[0]:
+                    ids = _decode(f[f"{modality}/id"][start:start + chunk_rows][zero[:10]])
+                ids = [x.item() if isinstance(x, np.generic) else x for x in ids]
+                raise EmbeddingsFileError(
+                    f"{path}: /{modality}/embedding has zero-norm row(s) (ids {ids}, first in row "
+                    f"{int(zero[0]) + start}); embeddings files never hold zero-norm rows", path=path)
+            yield x

@@ -5,81 +5,232 @@ Accepted files:
   ``text_image_index`` (N_txt,; default: caption j belongs to image j, which needs N_img == N_txt);
 - ``.npy`` of shape (2, N, d): ``[0]`` images, ``[1]`` captions, row i of each a pair;
 - ``.h5`` in this project's own schema (see :mod:`clipgeom.h5io`).
+
+Checks (each error names the file and the array, and the first bad row where there is one):
+- embeddings must be real numbers: float arrays are cast to float32, integer arrays are accepted
+  and cast too; complex, boolean, string, object (pickled) arrays are refused.  Values that are
+  finite in the file but overflow float32 count as non-finite;
+- ``text_image_index`` must hold integers in [-1, N_img): integer-valued floats (``1.0``) are
+  accepted, any other float (``0.999``) is refused;
+- rows that are NaN/inf or zero-norm: with ``policy="error"`` (``on_bad_item: error``, the
+  default) the import fails naming the rows; with ``policy="skip"`` they are dropped, an image
+  row taking its captions with it (``text_image_index`` is re-indexed), and every dropped row is
+  listed in ``attrs["rejects"]`` (JSON) / ``attrs["n_rejected"]`` with stage ``import_embeddings``.
+  If every image (or every caption) of the file is dropped, the import fails.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .data import sha256_file
-from .h5io import Embeddings, EmbeddingsFileError, check_finite, read_embeddings
+from .h5io import (Embeddings, EmbeddingsFileError, bad_rows, check_finite, check_index, check_numeric,
+                   read_embeddings, validate_arrays)
 
 log = logging.getLogger(__name__)
 
+STAGE = "import_embeddings"
+
+
+def _float32(name: str, arr: np.ndarray, source: str) -> np.ndarray:
+    check_numeric(name, arr, source)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.asarray(arr).astype(np.float32)
+
 
 def _pairs(image: np.ndarray, text: np.ndarray, tii: np.ndarray | None, source: str) -> Embeddings:
+    image = _float32("image", image, source)
+    text = _float32("text", text, source)
     if image.ndim != 2 or text.ndim != 2:
-        raise EmbeddingsFileError(f"{source}: 'image' and 'text' must be 2-D, got {image.shape} and {text.shape}")
+        raise EmbeddingsFileError(f"{source}: 'image' and 'text' must be 2-D, got {image.shape} and {text.shape}",
+                                  path=source)
     if image.shape[1] != text.shape[1]:
         raise EmbeddingsFileError(f"{source}: image embeddings have width {image.shape[1]} but text "
-                                  f"embeddings have width {text.shape[1]}")
-    check_finite("image", image, source)
-    check_finite("text", text, source)
+                                  f"embeddings have width {text.shape[1]}", path=source)
     if tii is None:
         if len(image) != len(text):
             raise EmbeddingsFileError(f"{source}: {len(image)} images but {len(text)} captions and no "
-                                      "'text_image_index' to pair them")
+                                      "'text_image_index' to pair them", path=source)
         tii = np.arange(len(text))
-    tii = np.asarray(tii).astype(np.int64)
+    tii = np.asarray(tii)
     if tii.shape != (len(text),):
-        raise EmbeddingsFileError(f"{source}: 'text_image_index' has shape {tii.shape}, expected ({len(text)},)")
+        raise EmbeddingsFileError(f"{source}: 'text_image_index' has shape {tii.shape}, expected ({len(text)},)",
+                                  path=source)
+    tii = check_index(tii, len(image), source, name="'text_image_index'")
     n = len(image)
     return Embeddings(
-        image=image.astype(np.float32), text=text.astype(np.float32),
+        image=image, text=text,
         image_id=np.arange(n), image_file=np.asarray([""] * n, dtype=object),
         text_id=np.arange(len(text)), text_image_index=tii,
         caption=np.asarray([""] * len(text), dtype=object), attrs={},
     )
 
 
-def import_embeddings(path: str | os.PathLike, *, dataset: str, model: str, logit_scale: float) -> Embeddings:
-    """Read a precomputed embeddings file into an :class:`Embeddings` with provenance attrs."""
+def _npz_array(z, key: str, path: Path) -> np.ndarray:
+    try:
+        return z[key]
+    except ValueError as e:  # object arrays need pickle: refused
+        raise EmbeddingsFileError(f"{path}: array '{key}' has dtype object (saved with pickling); "
+                                  "embeddings must be real numbers (float or integer)", path=path) from e
+    except (OSError, zipfile.BadZipFile, EOFError) as e:
+        raise EmbeddingsFileError(f"{path}: array '{key}' cannot be read ({type(e).__name__}: {e})",
+                                  path=path, corrupt=True) from e
+
+
+def _load(path: Path) -> Embeddings:
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        try:
+            z = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+            raise EmbeddingsFileError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})",
+                                      path=path, corrupt=True) from e
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise EmbeddingsFileError(f"{path}: not an .npz archive (holds a single array)", path=path)
+        with z:
+            for key in ("image", "text"):
+                if key not in z:
+                    raise EmbeddingsFileError(f"{path}: missing array '{key}' (has {sorted(z.files)})", path=path)
+            return _pairs(_npz_array(z, "image", path), _npz_array(z, "text", path),
+                          _npz_array(z, "text_image_index", path) if "text_image_index" in z else None, str(path))
+    if suffix == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except ValueError as e:
+            if "allow_pickle" in str(e):
+                raise EmbeddingsFileError(f"{path}: the array has dtype object (saved with pickling); embeddings "
+                                          "must be real numbers (float or integer)", path=path) from e
+            raise EmbeddingsFileError(f"{path}: not a readable .npy file ({e})", path=path, corrupt=True) from e
+        except (OSError, EOFError) as e:
+            raise EmbeddingsFileError(f"{path}: not a readable .npy file ({type(e).__name__}: {e})",
+                                      path=path, corrupt=True) from e
+        if arr.ndim != 3 or arr.shape[0] != 2:
+            raise EmbeddingsFileError(f"{path}: expected shape (2, N, d), got {arr.shape}", path=path)
+        check_numeric("the array", arr, str(path))
+        return _pairs(arr[0], arr[1], None, str(path))
+    if suffix in (".h5", ".hdf5"):
+        emb = read_embeddings(path, validate=False)
+        emb.image = _float32("/image/embedding", emb.image, str(path))
+        emb.text = _float32("/text/embedding", emb.text, str(path))
+        return emb
+    raise EmbeddingsFileError(f"{path}: unknown embeddings format (use .npz, .npy or .h5)", path=path)
+
+
+def _jsonable_id(x):
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, bytes):
+        return x.decode()
+    return x
+
+
+def apply_bad_row_policy(emb: Embeddings, policy: str, source: str, stage: str) -> tuple[Embeddings, list[dict]]:
+    """Drop (``skip``) or refuse (``error``) NaN/inf and zero-norm rows; returns (kept, rejects).
+
+    An image row dropped takes its captions with it; ``text_image_index`` is re-indexed. Every
+    dropped row is one reject ``{"kind", "item", "reason", "stage"}``.  Raises
+    :class:`EmbeddingsFileError` when, under ``skip``, every image or every caption is dropped.
+    """
+    if policy not in ("error", "skip"):
+        raise ValueError(f"policy (on_bad_item) must be 'error' or 'skip', got {policy!r}")
+    bad_img, bad_txt = bad_rows(emb.image), bad_rows(emb.text)
+    if not bad_img and not bad_txt:
+        return emb, []
+    if policy == "error":
+        for mod, bad, ids in (("image", bad_img, emb.image_id), ("text", bad_txt, emb.text_id)):
+            if bad:
+                rows = sorted(bad)
+                check_finite(f"/{mod}/embedding" if stage != STAGE else mod, getattr(emb, mod), source)
+                raise EmbeddingsFileError(
+                    f"{source}: {mod} embeddings have {len(rows)} {bad[rows[0]].replace(' embedding', '')} row(s) "
+                    f"(ids {[_jsonable_id(ids[r]) for r in rows[:10]]}{' ...' if len(rows) > 10 else ''}); "
+                    "embeddings files never hold zero-norm or non-finite rows "
+                    "(set on_bad_item: skip to drop and list them)", path=None if source.startswith("<") else source)
+    rejects = []
+    keep_img = np.asarray([i for i in range(len(emb.image)) if i not in bad_img], dtype=np.int64)
+    for r in sorted(bad_img):
+        rejects.append({"kind": "image", "item": _jsonable_id(emb.image_id[r]), "reason": bad_img[r], "stage": stage})
+    new_index = np.full(len(emb.image), -1, dtype=np.int64)
+    new_index[keep_img] = np.arange(len(keep_img))
+    keep_txt = []
+    idx = np.asarray(emb.text_image_index, dtype=np.int64)
+    for j in range(len(emb.text)):
+        if j in bad_txt:
+            rejects.append({"kind": "caption", "item": _jsonable_id(emb.text_id[j]), "reason": bad_txt[j],
+                            "stage": stage})
+        elif idx[j] >= 0 and idx[j] in bad_img:
+            rejects.append({"kind": "caption", "item": _jsonable_id(emb.text_id[j]),
+                            "reason": f"its image {_jsonable_id(emb.image_id[idx[j]])!r} was rejected "
+                                      f"({bad_img[int(idx[j])]})", "stage": stage})
+        else:
+            keep_txt.append(j)
+    keep_txt = np.asarray(keep_txt, dtype=np.int64)
+    for r in rejects:
+        log.warning("%s: dropped %s %r: %s", source, r["kind"], r["item"], r["reason"])
+    d = emb.image.shape[1] if emb.image.ndim == 2 else emb.text.shape[1]
+    kept = Embeddings(
+        image=emb.image[keep_img].reshape(-1, d), text=emb.text[keep_txt].reshape(-1, d),
+        image_id=np.asarray(emb.image_id)[keep_img], image_file=np.asarray(emb.image_file, dtype=object)[keep_img],
+        text_id=np.asarray(emb.text_id)[keep_txt],
+        text_image_index=np.where(idx[keep_txt] >= 0, new_index[np.maximum(idx[keep_txt], 0)], -1)
+        if len(keep_txt) else np.zeros(0, np.int64),
+        caption=np.asarray(emb.caption, dtype=object)[keep_txt], attrs=dict(emb.attrs),
+    )
+    for mod, n_in, n_out in (("image", len(emb.image), len(kept.image)), ("caption", len(emb.text), len(kept.text))):
+        if n_in and not n_out:
+            raise EmbeddingsFileError(
+                f"{source}: every {mod} was rejected ({n_in} of {n_in}; {len(rejects)} rejects, first: "
+                f"{rejects[0]['kind']} {rejects[0]['item']!r}: {rejects[0]['reason']}); nothing left to write",
+                path=None if source.startswith("<") else source)
+    return kept, rejects
+
+
+def _prior_rejects(attrs: dict) -> list[dict]:
+    raw = attrs.get("rejects")
+    if not raw or raw == "none":
+        return []
+    try:
+        items = json.loads(raw) if isinstance(raw, (str, bytes)) else list(raw)
+    except (ValueError, TypeError):
+        return []
+    return [dict(r, stage=r.get("stage", STAGE)) for r in items if isinstance(r, dict)]
+
+
+def import_embeddings(path: str | os.PathLike, *, dataset: str, model: str, logit_scale: float,
+                      policy: str = "error") -> Embeddings:
+    """Read a precomputed embeddings file into an :class:`Embeddings` with provenance attrs.
+
+    ``policy`` is the dataset's ``on_bad_item`` (``"error"`` or ``"skip"``) for NaN/inf and
+    zero-norm rows.  ``attrs["rejects"]`` (JSON list) and ``attrs["n_rejected"]`` hold every
+    rejected item: those already listed in an imported ``.h5`` plus the rows dropped here.
+    The result passes :func:`clipgeom.h5io.validate_arrays` (checked here, naming the input file).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"embeddings file to import not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            for key in ("image", "text"):
-                if key not in z:
-                    raise EmbeddingsFileError(f"{path}: missing array '{key}' (has {sorted(z.files)})")
-            emb = _pairs(z["image"], z["text"], z["text_image_index"] if "text_image_index" in z else None, str(path))
-    elif suffix == ".npy":
-        arr = np.load(path, allow_pickle=False)
-        if arr.ndim != 3 or arr.shape[0] != 2:
-            raise EmbeddingsFileError(f"{path}: expected shape (2, N, d), got {arr.shape}")
-        emb = _pairs(arr[0], arr[1], None, str(path))
-    elif suffix in (".h5", ".hdf5"):
-        emb = read_embeddings(path)
-        check_finite("/image/embedding", emb.image, str(path))
-        check_finite("/text/embedding", emb.text, str(path))
-    else:
-        raise EmbeddingsFileError(f"{path}: unknown embeddings format (use .npz, .npy or .h5)")
+    emb = _load(path)
+    prior = _prior_rejects(emb.attrs)
+    emb, rejects = apply_bad_row_policy(emb, policy, str(path), STAGE)
+    validate_arrays(emb, str(path))
     norms = np.concatenate([np.linalg.norm(emb.image, axis=1), np.linalg.norm(emb.text, axis=1)])
     unit = bool(norms.size and np.allclose(norms, 1.0, atol=1e-3))
     if unit:
         log.warning("%s: every row has unit norm: these are NORMALISED embeddings; raw norms are lost, "
                     "so norm-based results (thin shell, distance from origin) describe the sphere, not CLIP", path)
     attrs = dict(emb.attrs)
+    all_rejects = prior + rejects
     attrs.update({
         "model": model, "pretrained": attrs.get("pretrained", "imported"), "dataset": dataset,
         "logit_scale": float(logit_scale), "normalized": unit, "source_file": str(path),
         "input_checksum": sha256_file(path), "imported": True,
         "embed_dim": int(emb.image.shape[1] if emb.image.size else emb.text.shape[1]),
+        "rejects": json.dumps(all_rejects), "n_rejected": len(all_rejects), "on_bad_item": policy,
     })
     emb.attrs = attrs
     return emb

@@ -3,6 +3,7 @@
 Every stage writes through these helpers so that all metrics files look alike:
 ``{"stage": ..., "dataset": ..., "model": ..., "demo": bool, "summary": {...}, ...}``
 where ``summary`` holds the headline numbers that ``summary.json`` gathers.
+Every file is written atomically through :func:`clipgeom.atomic.atomic_path`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+
+from . import atomic
 
 DEMO_NOTE = (
     "DEMO RUN: synthetic shapes embedded by a tiny randomly initialised CLIP; "
@@ -38,11 +41,7 @@ def to_jsonable(obj):
 
 
 def _atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic.write_text(path, text)
 
 
 def write_json(path: str | os.PathLike, data: Mapping) -> None:
@@ -85,15 +84,12 @@ def write_csv(path: str | os.PathLike, columns: Mapping[str, Sequence]) -> None:
     if len(lengths) > 1:
         raise ValueError(f"{path}: CSV columns differ in length: "
                          f"{ {n: len(columns[n]) for n in names} }")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(names)
-        for row in zip(*(columns[n] for n in names)):
-            w.writerow([_csv_cell(v) for v in row])
-    os.replace(tmp, path)
+    with atomic.atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(names)
+            for row in zip(*(columns[n] for n in names)):
+                w.writerow([_csv_cell(v) for v in row])
 
 
 def _csv_cell(v):
@@ -111,8 +107,11 @@ def save_figure(fig, *paths: str | os.PathLike, demo: bool = False) -> None:
     if demo:
         fig.text(0.5, 0.005, "DEMO: tiny random model, numbers say nothing about CLIP",
                  ha="center", va="bottom", fontsize=7, color="firebrick")
-    for p in paths:
-        p = Path(p)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(p, dpi=120 if p.suffix == ".png" else None, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        for p in paths:
+            p = Path(p)
+            with atomic.atomic_path(p) as tmp:
+                fig.savefig(tmp, format=p.suffix.lstrip(".").lower() or None,
+                            dpi=120 if p.suffix == ".png" else None, bbox_inches="tight")
+    finally:
+        plt.close(fig)
