@@ -240,3 +240,33 @@ def test_second_run_in_the_same_directory_is_refused(tmp_path):
     finally:
         assert first.wait(timeout=600) == 0
     assert read_embeddings(tmp_path / TARGET).image.shape[0] == 24
+
+
+@pytest.mark.slow
+def test_image_changed_after_the_manifest_is_refused_at_merge(tmp_path):
+    """Even when the manifest is not rebuilt (params trigger off), bytes that differ from the
+    manifest's sha256 never reach embeddings.h5."""
+    cfg = _folder_dataset(tmp_path)
+    run_snakemake(tmp_path, cfg, "--cores", "1", "results/pics/manifest.json")
+    Image.new("RGB", (32, 32), (0, 255, 255)).save(tmp_path / "images" / "p2.png")
+    proc = run_snakemake(tmp_path, cfg, "--cores", "1", "--rerun-triggers", "mtime", "input", TARGET, check=False)
+    assert proc.returncode != 0
+    log = (tmp_path / "results/pics/tiny/logs/merge_embeddings.log").read_text()
+    assert "image p2.png (id 'p2.png') changed after the manifest was built" in log, log[-2000:]
+    assert not (tmp_path / TARGET).exists()
+
+
+@pytest.mark.slow
+def test_every_row_identical_is_one_clear_error(tmp_path):
+    rng = np.random.default_rng(0)
+    v, t = rng.normal(size=(1, 64)), rng.normal(size=(1, 64))
+    np.savez(tmp_path / "same.npz", image=np.repeat(v, 40, 0), text=np.repeat(t, 40, 0))
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"datasets": {"same": {"kind": "embeddings", "path": "same.npz"}}}))
+    stages = ("separability", "covariance", "kl_matching", "vslerp")  # each crashed in plotting or maths before
+    targets = [f"results/same/imported/{s}/metrics.json" for s in stages]
+    proc = run_snakemake(tmp_path, tmp_path / "c.yaml", "--cores", "2", "-k", *targets, check=False)
+    assert proc.returncode != 0
+    for s in stages:
+        log = (tmp_path / f"results/same/imported/logs/{s}.log").read_text()
+        assert f"every one of the 40 image rows is the same vector, so {s} has nothing to measure" in log, log[-1500:]
+        assert "embeddings.h5" in log

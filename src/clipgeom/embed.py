@@ -514,6 +514,13 @@ def merge_shards(manifest: dict, shard_paths: list, out_path) -> Embeddings:
                          "captions: a shard is missing")
     d = int(first[1]["embed_dim"])
     img_rows = np.concatenate(img_rows).astype(np.int64)
+    # the bytes embedded must be the bytes the manifest was built from (an image replaced in between)
+    for r, sha in zip(img_rows.tolist(), shas):
+        want = images[r].get("sha256")
+        if want and sha != want:
+            raise MergeError(f"{manifest['dataset']}: image {images[r]['file']} (id {images[r]['id']!r}) changed "
+                             "after the manifest was built (its sha256 differs); rerun with --forcerun "
+                             "prepare_dataset to rebuild the manifest and re-embed")
     txt_rows = np.concatenate(txt_rows).astype(np.int64)
     image = np.concatenate(img_parts).astype(np.float32).reshape(-1, d)
     text = np.concatenate(txt_parts).astype(np.float32).reshape(-1, d)

@@ -413,3 +413,26 @@ def iter_embedding_chunks(
                     f"{path}: /{modality}/embedding has zero-norm row(s) (ids {ids}, first in row "
                     f"{int(zero[0]) + start}); embeddings files never hold zero-norm rows", path=path)
             yield x
+
+
+def check_rows_vary(path: str | os.PathLike, stage: str, modalities=MODALITIES,
+                    chunk_rows: int = 65536) -> None:
+    """Raise :class:`EmbeddingsFileError` when every row of a modality (two or more rows) is the
+    same vector: no spread, so separability, covariance, shifts to the mean and SLERP are undefined.
+
+    One streaming pass (a running per-feature min and max); the analysis stages call it first so
+    that such an input ends in one message naming the file, not in a plotting traceback.
+    """
+    path = Path(path)
+    for mod in modalities:
+        lo = hi = None
+        n = 0
+        for x in iter_embedding_chunks(path, mod, chunk_rows):
+            n += len(x)
+            lo = x.min(0) if lo is None else np.minimum(lo, x.min(0))
+            hi = x.max(0) if hi is None else np.maximum(hi, x.max(0))
+        if n >= 2 and np.all(hi == lo):
+            raise EmbeddingsFileError(
+                f"{path}: every one of the {n} {mod} rows is the same vector, so {stage} has nothing to "
+                f"measure; check the input (the same {'image' if mod == 'image' else 'caption'} throughout? "
+                "a model that ignores its input?)", path=path)

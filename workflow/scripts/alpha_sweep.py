@@ -1,6 +1,7 @@
 """Rule alpha_sweep: the CLIP loss under a mean shift, Eqs. 7-9, Fig. 6 and its text-shift and Euclidean
 variants (computation in clipgeom.loss.compute_alpha_sweep)."""
 
+from clipgeom.h5io import check_rows_vary
 from clipgeom.scripting import get_job, setup_logging
 
 
@@ -10,6 +11,7 @@ def main(job):
     from clipgeom.plots import loss as lp
 
     log = setup_logging(job)
+    check_rows_vary(job.input.embeddings, "alpha_sweep")
     p, demo = dict(job.params.p), bool(job.params.demo)
     dataset, model = getattr(job.wildcards, "dataset", None), getattr(job.wildcards, "model", None)
     res = compute_alpha_sweep(job.input.embeddings, p, log, threads=int(job.threads or 1))

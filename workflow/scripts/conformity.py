@@ -7,7 +7,7 @@ Streams the embeddings in two passes (unit-vector sum, then per-chunk values).
 import numpy as np
 
 from clipgeom import conformity as cf
-from clipgeom.h5io import count_rows, iter_embedding_chunks, read_embeddings
+from clipgeom.h5io import check_rows_vary, count_rows, iter_embedding_chunks, read_embeddings
 from clipgeom.outputs import save_figure, write_csv, write_metrics
 from clipgeom.plots import conformity as pc
 from clipgeom.scripting import get_job, setup_logging
@@ -17,6 +17,7 @@ EMPTY = {"pearson": None, "a": None, "b": None, "mean": None, "std": None, "inve
 
 def main(job):
     log = setup_logging(job)
+    check_rows_vary(job.input.embeddings, "conformity")
     p = dict(job.params.p)
     demo = bool(job.params.demo)
     images = job.params.get("images")

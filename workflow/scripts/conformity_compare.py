@@ -3,7 +3,7 @@ imported embeddings) measured against a reference dataset's modality sets, besid
 own conformity (Fig. 13).  With no external sets it still writes the reference distributions."""
 
 from clipgeom import conformity as cf
-from clipgeom.h5io import count_rows, iter_embedding_chunks, read_embeddings
+from clipgeom.h5io import check_rows_vary, count_rows, iter_embedding_chunks, read_embeddings
 from clipgeom.outputs import save_figure, write_csv, write_metrics
 from clipgeom.plots import conformity as pc
 from clipgeom.scripting import get_job, setup_logging
@@ -27,6 +27,7 @@ def _names(value, n):
 
 def main(job):
     log = setup_logging(job)
+    check_rows_vary(job.input.reference, "conformity_compare")
     p = dict(job.params.p)
     demo = bool(job.params.demo)
     ref_path = job.input.reference

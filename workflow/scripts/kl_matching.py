@@ -4,7 +4,7 @@ KL divergence between them as the image embeddings shift by −α·m_i (Eq. 9; F
 import numpy as np
 
 from clipgeom import conformity as cf
-from clipgeom.h5io import count_rows, iter_embedding_chunks
+from clipgeom.h5io import check_rows_vary, count_rows, iter_embedding_chunks
 from clipgeom.outputs import save_figure, write_csv, write_metrics
 from clipgeom.plots import conformity as pc
 from clipgeom.scripting import get_job, setup_logging
@@ -12,6 +12,7 @@ from clipgeom.scripting import get_job, setup_logging
 
 def main(job):
     log = setup_logging(job)
+    check_rows_vary(job.input.embeddings, "kl_matching")
     p = dict(job.params.p)
     demo = bool(job.params.demo)
     path = job.input.embeddings

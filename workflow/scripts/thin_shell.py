@@ -1,5 +1,6 @@
 """Rule thin_shell: Prop. 2, Eqs. 1-4, Fig. 4 (computation in clipgeom.geometry.compute_thin_shell)."""
 
+from clipgeom.h5io import check_rows_vary
 from clipgeom.scripting import get_job, setup_logging
 
 
@@ -9,6 +10,7 @@ def main(job):
     from clipgeom.plots import geometry as gp
 
     log = setup_logging(job)
+    check_rows_vary(job.input.embeddings, "thin_shell")
     p, demo = dict(job.params.p), bool(job.params.demo)
     dataset, model = getattr(job.wildcards, "dataset", None), getattr(job.wildcards, "model", None)
     res = compute_thin_shell(job.input.embeddings, p, log)

@@ -6,7 +6,7 @@ of the dataset), and the cosine to the image mean and the norm are reported alon
 import numpy as np
 
 from clipgeom import vslerp as vs
-from clipgeom.h5io import read_embeddings
+from clipgeom.h5io import check_rows_vary, read_embeddings
 from clipgeom.outputs import save_figure, write_csv, write_metrics
 from clipgeom.plots import conformity as pc
 from clipgeom.scripting import get_job, setup_logging
@@ -14,6 +14,7 @@ from clipgeom.scripting import get_job, setup_logging
 
 def main(job):
     log = setup_logging(job)
+    check_rows_vary(job.input.embeddings, "vslerp")
     p = dict(job.params.p)
     demo = bool(job.params.demo)
     images = job.params.get("images")
