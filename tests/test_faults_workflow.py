@@ -249,7 +249,7 @@ def test_image_changed_after_the_manifest_is_refused_at_merge(tmp_path):
     cfg = _folder_dataset(tmp_path)
     run_snakemake(tmp_path, cfg, "--cores", "1", "results/pics/manifest.json")
     Image.new("RGB", (32, 32), (0, 255, 255)).save(tmp_path / "images" / "p2.png")
-    proc = run_snakemake(tmp_path, cfg, "--cores", "1", "--rerun-triggers", "mtime", "input", TARGET, check=False)
+    proc = run_snakemake(tmp_path, cfg, "--rerun-triggers", "mtime", "input", "--cores", "1", TARGET, check=False)
     assert proc.returncode != 0
     log = (tmp_path / "results/pics/tiny/logs/merge_embeddings.log").read_text()
     assert "image p2.png (id 'p2.png') changed after the manifest was built" in log, log[-2000:]
