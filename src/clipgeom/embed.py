@@ -26,7 +26,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .data import manifest_checksum, shard_slice
+from .data import manifest_checksum, sha256_file, shard_slice
 from .atomic import atomic_path
 from .h5io import Embeddings, attr_value, bad_rows, write_embeddings
 from .imagesource import BadImageError, ImageSource, sha256_hex
@@ -175,7 +175,7 @@ def load_model(arch: str, pretrained: str | None, model_config: str | None = Non
         raise ModelLoadError(f"model {arch!r}: checkpoint file not found: {pretrained}")
     if is_file:
         check_checkpoint(pretrained)
-        info["checkpoint_sha256"] = _sha256_path(pretrained)
+        info["checkpoint_sha256"] = sha256_file(pretrained)
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
             arch, pretrained=pretrained, device=device, weights_only=True,
@@ -209,14 +209,6 @@ def load_model(arch: str, pretrained: str | None, model_config: str | None = Non
         "torch_version": torch.__version__,
     })
     return model, preprocess, tokenizer, info
-
-
-def _sha256_path(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------- images
