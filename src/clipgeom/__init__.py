@@ -7,3 +7,9 @@ into calls of these functions.
 """
 
 __version__ = "0.1.0"
+
+# Inside a Snakemake ``script:`` job, limit every thread pool to the job's threads before numpy, torch or
+# numba load (see clipgeom.threads). Outside a job this does nothing.
+from clipgeom import threads as _threads  # noqa: E402
+
+_threads.confine_snakemake_job()

@@ -333,7 +333,9 @@ def embed_shard(manifest: dict, image_root, model_cfg: dict, model_name: str, sh
     import torch
 
     if threads:
-        torch.set_num_threads(int(threads))
+        from clipgeom.threads import confine
+
+        confine(int(threads))  # torch, OpenMP, BLAS (and DataLoader workers' torch) on the job's threads
     torch.manual_seed(0)
     model, preprocess, tokenizer, info = load_model(
         model_cfg["arch"], model_cfg.get("pretrained"), model_cfg.get("model_config"),

@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from clipgeom import sweep_kernel
+
 GEOMETRIES = ("cosine", "euclidean", "sq_euclidean")
 SHIFTS = ("image", "text")
 CORRECT_BY = ("image_to_text", "text_to_image", "both")
@@ -317,7 +319,7 @@ _EXP_FLOOR = -80.0  # M^2 below this: one thread (a thread wake-up costs more th
 def sweep_pair_terms(image, text, alphas, *, scale: float, means: dict, geometries=("cosine",),
                      shifts=SHIFTS, row_block: int | None = None, threads: int | None = None,
                      device: str = "cpu", dtype: str = "float32", text_to_image: bool = True,
-                     two_exp: str | bool = "auto") -> dict:
+                     two_exp: str | bool = "auto", kernel: str = "auto") -> dict:
     """The alpha sweep of Eq. 9 for every geometry and shifted modality at once: ``{(geometry, shift): PairTerms}``.
 
     ``means = {"image": m_i, "text": m_t}`` (raw means over the whole set). One pass over row blocks of
@@ -331,10 +333,16 @@ def sweep_pair_terms(image, text, alphas, *, scale: float, means: dict, geometri
     ranges, e.g. Euclidean logits at a large scale) are recomputed exactly in a second pass, each shifted
     by its own maximum; ``info["fallback_columns"]`` counts them. ``two_exp`` (default ``"auto"``: the
     Euclidean geometries) instead takes a second exp pass per alpha shifted by each block's column maxima,
-    exact for any logit range. Memory is O(row_block * M). ``threads`` sets torch's thread count for the
-    call (restored after); batches with fewer than 2048 pairs run on one thread.
+    exact for any logit range. Memory is O(row_block * M). ``threads`` sets torch's (and numba's) thread
+    count for the call (restored after); batches with fewer than 2048 pairs run on one thread.
+
+    ``kernel``: on CPU in float32 the per-alpha work of a block runs in one fused compiled loop
+    (:mod:`clipgeom.sweep_kernel`, numba) instead of ~9 torch passes; ``"torch"`` forces the torch ops
+    (the GPU path), ``"fused"`` requires the kernel. Both give the same values to float32 rounding.
     """
-    import torch
+    from clipgeom.threads import torch as _import_torch
+
+    torch = _import_torch()
 
     geometries = tuple(geometries)
     shifts = tuple(shifts)
@@ -352,16 +360,25 @@ def sweep_pair_terms(image, text, alphas, *, scale: float, means: dict, geometri
     n = len(image)
     if threads or n * n < SERIAL_BELOW:
         torch.set_num_threads(1 if n * n < SERIAL_BELOW else int(threads))
+    n_threads = torch.get_num_threads()
+    fused = _use_fused(kernel, dev, cdt, torch)
+    old_nb = None
+    if fused:
+        n_threads = min(n_threads, sweep_kernel.numba.config.NUMBA_NUM_THREADS)
+        old_nb = sweep_kernel.numba.get_num_threads()
+        sweep_kernel.numba.set_num_threads(n_threads)
     try:
         with torch.no_grad():
             return _sweep(torch, image, text, np.asarray(alphas, np.float64), float(scale), means, geometries,
-                          shifts, row_block, dev, cdt, bool(text_to_image), two_exp)
+                          shifts, row_block, dev, cdt, bool(text_to_image), two_exp, fused, n_threads)
     finally:
         torch.set_num_threads(old_threads)
+        if old_nb is not None:
+            sweep_kernel.numba.set_num_threads(old_nb)
 
 
 def _sweep(torch, image, text, alphas, scale, means, geometries, shifts, row_block, dev, cdt, need_colmax,
-           two_exp="auto"):
+           two_exp="auto", fused=False, n_threads=1):
     f64 = torch.float64
     x64 = torch.as_tensor(np.asarray(image, np.float64), device=dev)
     y64 = torch.as_tensor(np.asarray(text, np.float64), device=dev)
@@ -430,16 +447,25 @@ def _sweep(torch, image, text, alphas, scale, means, geometries, shifts, row_blo
                    dcmp=new(cdt) if need_colmax else None,
                    frame=new(f64, -math.inf) if two[k] else torch.full((n_alpha,), -math.inf, dtype=f64, device=dev))
            for k in combos}
-    buf = torch.empty((block, n), dtype=cdt, device=dev)
-    buf2 = torch.empty((block, n), dtype=cdt, device=dev) if any(two.values()) else None
+    kname = "fused" if fused else "torch"
+    if fused:
+        vecs = {k: _kernel_vectors(specs[k], n_alpha, n) for k in combos}
+        views = {k: {name: (t.numpy() if t is not None else np.empty((1, 1), np.float32))
+                     for name, t in acc[k].items()} for k in combos}
+    buf = None if fused else torch.empty((block, n), dtype=cdt, device=dev)
+    buf2 = torch.empty((block, n), dtype=cdt, device=dev) if any(two.values()) and not fused else None
     for j0 in range(0, n, block):
         j1 = min(n, j0 + block)
         rows = slice(j0, j1)
         get = bases_for(j0, j1)
-        s_blk = buf[: j1 - j0]
+        s_blk = None if fused else buf[: j1 - j0]
         for k in combos:
             spec, st = specs[k], acc[k]
             base = get(spec.base)
+            if fused:
+                sweep_kernel.run_block(spec.kind, base.numpy(), j0, vecs[k], spec.post or 0.0, two[k], need_colmax,
+                                       n_threads, views[k])
+                continue
             if two[k]:
                 for a in range(n_alpha):
                     _two_exp_block(spec, a, base, rows, j0, s_blk, buf2[: j1 - j0], st, need_colmax, torch)
@@ -476,12 +502,12 @@ def _sweep(torch, image, text, alphas, scale, means, geometries, shifts, row_blo
                                (st["frame"] + torch.log(st["colsum"])).cpu().numpy(), st["i2t"].cpu().numpy(),
                                t2i.cpu().numpy(),
                                info={"fallback_columns": 0, "row_block": block, "dtype": str(cdt).split(".")[-1],
-                                     "text_to_image": need_colmax, "two_exp": True})
+                                     "text_to_image": need_colmax, "two_exp": True, "kernel": kname})
             continue
         col_lse = st["frame"][:, None] + torch.log(st["colsum"])
         if need_colmax:
             # the score is S itself, or -T = S / |post| for euclidean
-            colmax = st["colmax"].to(f64) * (-specs[k].post if specs[k].kind == "euc" else 1.0)
+            colmax = st["colmax"].to(f64) * (-specs[k].post if specs[k].kind == "euc" and not fused else 1.0)
             flagged = colmax < st["frame"][:, None] + margin
             t2i = st["dcmp"] >= st["colmax"]
         else:
@@ -494,7 +520,33 @@ def _sweep(torch, image, text, alphas, scale, means, geometries, shifts, row_blo
         out[k] = PairTerms(alphas.copy(), st["diag"].cpu().numpy(), st["row_lse"].cpu().numpy(),
                            col_lse.cpu().numpy(), st["i2t"].cpu().numpy(), t2i.cpu().numpy(),
                            info={"fallback_columns": n_flag, "row_block": block, "dtype": str(cdt).split(".")[-1],
-                                 "text_to_image": need_colmax, "two_exp": False})
+                                 "text_to_image": need_colmax, "two_exp": False, "kernel": kname})
+    return out
+
+
+def _use_fused(kernel, dev, cdt, torch) -> bool:
+    """Whether the fused CPU kernel (:mod:`clipgeom.sweep_kernel`) runs: ``kernel`` ``"auto"`` (float32 on
+    CPU with numba importable), ``"fused"`` (required) or ``"torch"`` (the torch ops, any device)."""
+    if kernel not in ("auto", "fused", "torch"):
+        raise ValueError(f"kernel must be auto, fused or torch, got {kernel!r}")
+    ok = sweep_kernel.AVAILABLE and dev.type == "cpu" and cdt == torch.float32
+    if kernel == "fused" and not ok:
+        raise ValueError("the fused sweep kernel needs numba, a CPU device and dtype float32")
+    return ok and kernel != "torch"
+
+
+def _kernel_vectors(spec, n_alpha, n) -> dict:
+    """The spec's per-alpha vectors as the fused kernel takes them: float32 (A, M) ``ra, ca, rm, cm``
+    (absent ones as 0 or 1) and float64 ``ra64`` (the row term of the squared Euclidean logits)."""
+    out = {}
+    for name, key, fill in (("ra", "row_add", 0.0), ("ca", "col_add", 0.0), ("rm", "row_mul", 1.0),
+                            ("cm", "col_mul", 1.0)):
+        t = spec.c[key]
+        out[name] = (np.full((n_alpha, n), fill, np.float32) if t is None
+                     else np.ascontiguousarray(t.cpu().numpy(), dtype=np.float32))
+    ra64 = spec.f64["row_add"]
+    out["ra64"] = (np.ascontiguousarray(ra64.cpu().numpy(), dtype=np.float64) if ra64 is not None and spec.kind == "sq"
+                   else np.zeros((1, 1)))
     return out
 
 

@@ -25,6 +25,8 @@ import traceback
 from pathlib import Path
 from types import SimpleNamespace
 
+from clipgeom.threads import confine
+
 
 class _Named(SimpleNamespace):
     """Attribute and item access, like Snakemake's Namedlist."""
@@ -53,6 +55,7 @@ def get_job(namespace: dict | None = None):
     """The running ``snakemake`` object, or one parsed from ``sys.argv``."""
     ns = namespace if namespace is not None else sys.modules["__main__"].__dict__
     if "snakemake" in ns:
+        confine(getattr(ns["snakemake"], "threads", None))  # already done at import; cheap to repeat
         return ns["snakemake"]
     p = argparse.ArgumentParser(description="Run one workflow script outside Snakemake.")
     p.add_argument("--input", nargs="*", default=[], metavar="KEY=PATH")
@@ -63,6 +66,7 @@ def get_job(namespace: dict | None = None):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--resources", default="{}", help="JSON object of resources")
     a = p.parse_args()
+    confine(a.threads)
     return SimpleNamespace(
         input=_Named(**_pairs(a.input)),
         output=_Named(**_pairs(a.output)),
