@@ -22,7 +22,7 @@ rule alpha_sweep:
     params:
         p=stage_params("alpha_sweep"),
         demo=is_demo,
-        code=script_code("alpha_sweep", "loss", "plots/loss"),
+        code=script_code("alpha_sweep", "loss", "sweep_kernel", "plots/loss"),
     threads: 2
     log: stage_log("alpha_sweep"),
     benchmark: stage_benchmark("alpha_sweep"),
