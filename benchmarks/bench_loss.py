@@ -8,6 +8,11 @@
    straightforward implementation does; the time with a preallocated output is reported too).
    Ratios: speedup = direct / fast; per_alpha_over_exp = (fast / n_alpha) / exp.
 2. The stage's default work at N = 5,000: 3 geometries x 2 shifts x 21 alphas.
+   Per (geometry, shift): seconds per alpha over the floor of one N x N float32 ``torch.exp`` into a
+   preallocated tensor (goals: cosine <= 2x, Euclidean <= 3x), the same with the torch-ops path
+   (``kernel="torch"``, what the GPU runs), and the whole default grid over the sum of its per-alpha
+   figures (goal <= 1.3x: no hidden fixed costs). The peer: the per-alpha recomputation a researcher
+   would write in torch (shift, renormalise, float32 logits, two cross-entropies), cosine, image shift.
 3. N = 25,000 pairs in one batch (default config: 3 geometries x 2 shifts x 21 alphas) in a fresh
    subprocess: wall time and peak RSS (VmHWM; includes torch's own ~0.5 GB).
 
@@ -154,6 +159,74 @@ def bench_default(n, d, n_alpha, threads, repeats):
             "fallback_columns": {f"{g}/{s}": v.info["fallback_columns"] for (g, s), v in res.items()}}
 
 
+def torch_peer(x, y, alphas, scale, mean, threads):
+    """The per-alpha recomputation a researcher would write in torch (the peer): shift the images (Eq. 9),
+    renormalise, form the float32 logit matrix, and take both cross-entropies (Eq. 7) per pair."""
+    import torch
+
+    torch.set_num_threads(threads)
+    xt, yt = torch.as_tensor(x), torch.as_tensor(y)
+    mt = torch.as_tensor(np.asarray(mean, np.float32))
+    yn = torch.nn.functional.normalize(yt, dim=1)
+    labels = torch.arange(len(x))
+    out = []
+    with torch.no_grad():
+        for a in alphas:
+            xn = torch.nn.functional.normalize(xt - float(a) * mt, dim=1)
+            s = scale * xn @ yn.t()
+            li = torch.nn.functional.cross_entropy(s, labels, reduction="none")
+            lt = torch.nn.functional.cross_entropy(s.t(), labels, reduction="none")
+            out.append((0.5 * (li + lt)).numpy())
+    return np.stack(out)
+
+
+def bench_per_geometry(n, d, n_alpha, threads, repeats):
+    """Per-alpha time of every (geometry, shift) at n pairs, over the preallocated-exp floor; the default
+    grid (every geometry and shift at once) over the sum of those per-alpha figures; the torch peer."""
+    from clipgeom import loss as L
+
+    x, y = clip_like(n, d, seed=3)
+    means = means_of(x, y)
+    alphas = np.round(np.linspace(-1, 1, n_alpha), 10)
+    floor = min(exp_floor(n, repeats + 2, threads)[1])
+    rows = {}
+    for g in L.GEOMETRIES:
+        for sh in L.SHIFTS:
+            t, c, walls, _ = timed(lambda: L.sweep_pair_terms(x, y, alphas, scale=100.0, means=means, geometries=(g,),
+                                                              shifts=(sh,), threads=threads), repeats)
+            tt, _, _, _ = timed(lambda: L.sweep_pair_terms(x, y, alphas, scale=100.0, means=means, geometries=(g,),
+                                                           shifts=(sh,), threads=threads, kernel="torch"), 1)
+            rows[f"{g}/{sh}"] = {"seconds_per_alpha": t / n_alpha, "cpu_seconds_per_alpha": c / n_alpha,
+                                 "per_alpha_over_exp_preallocated": t / n_alpha / floor,
+                                 "torch_ops_seconds_per_alpha": tt / n_alpha,
+                                 "fused_over_torch_ops": t / tt}
+    t_grid, c_grid, _, _ = timed(lambda: L.sweep_pair_terms(x, y, alphas, scale=100.0, means=means,
+                                                            geometries=L.GEOMETRIES, shifts=L.SHIFTS,
+                                                            threads=threads), repeats)
+    total = sum(r["seconds_per_alpha"] for r in rows.values()) * n_alpha
+    t_peer, _, _, peer = timed(lambda: torch_peer(x, y, alphas, 100.0, means["image"], threads), 1)
+    fast = L.sweep_pair_terms(x, y, alphas, scale=100.0, means=means, geometries=("cosine",), shifts=("image",),
+                              threads=threads)[("cosine", "image")]
+    worst = {g: max(r["per_alpha_over_exp_preallocated"] for k, r in rows.items() if k.startswith(g + "/"))
+             for g in L.GEOMETRIES}
+    return {
+        "n": n, "d": d, "n_alpha": n_alpha, "threads": threads,
+        "exp_floor_seconds": floor,
+        "floor": "one N x N float32 torch.exp into a preallocated tensor",
+        "per_geometry": rows,
+        "worst_per_alpha_over_exp": worst,
+        "pass_cosine_within_2x": bool(worst["cosine"] <= 2.0),
+        "pass_euclidean_within_3x": bool(max(worst["euclidean"], worst["sq_euclidean"]) <= 3.0),
+        "grid_seconds": t_grid, "grid_cpu_seconds": c_grid,
+        "grid_over_sum_of_per_alpha": t_grid / total,
+        "pass_grid_within_1.3x": bool(t_grid / total <= 1.3),
+        "peer_torch_seconds_per_alpha": t_peer / n_alpha,
+        "peer_method": "per alpha in torch: shift, renormalise, float32 logits, two cross-entropies",
+        "peer_over_project": (t_peer / n_alpha) / rows["cosine/image"]["seconds_per_alpha"],
+        "peer_max_abs_diff_loss": float(np.max(np.abs(peer - fast.loss))),
+    }
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident set size (VmHWM of /proc/self/status, MB). Unlike getrusage's
     ru_maxrss, which Linux carries across fork + exec, it starts afresh in a new program."""
@@ -216,6 +289,7 @@ def main(argv=None):
                     "loadavg_start": list(os.getloadavg())},
     }
     out["sweep_vs_direct"] = bench_small(a.n, a.d, a.alphas, a.threads, a.repeats, a.direct_repeats)
+    out["per_geometry"] = bench_per_geometry(a.n, a.d, a.alphas, a.threads, a.repeats)
     if not a.skip_default:
         out["default_config"] = bench_default(a.n, a.d, a.alphas, a.threads, max(1, a.repeats - 1))
     if a.big_n:
@@ -230,7 +304,13 @@ def main(argv=None):
             out["big"] = big
     out["machine"]["loadavg_end"] = list(os.getloadavg())
     s = out["sweep_vs_direct"]
+    pg = out["per_geometry"]
     out["summary"] = {
+        "cosine_per_alpha_over_exp": pg["worst_per_alpha_over_exp"]["cosine"],
+        "euclidean_per_alpha_over_exp": pg["worst_per_alpha_over_exp"]["euclidean"],
+        "sq_euclidean_per_alpha_over_exp": pg["worst_per_alpha_over_exp"]["sq_euclidean"],
+        "grid_over_sum_of_per_alpha": pg["grid_over_sum_of_per_alpha"],
+        "peer_over_project": pg["peer_over_project"],
         "speedup_vs_direct": s["speedup"],
         "per_alpha_over_exp": s["per_alpha_over_exp"],
         "per_alpha_over_exp_preallocated": s["per_alpha_over_exp_preallocated"],
