@@ -40,7 +40,7 @@ EXP_FLOOR = -80.0  # exp arguments are clamped here (as in the torch path): no d
 
 try:  # numba is a dependency; without it the caller falls back to the torch path
     import numba
-    from numba import njit, prange
+    from numba import njit
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     numba = None
 
@@ -133,143 +133,162 @@ if AVAILABLE:
             bs[k] += np.float64(_exp((v + add) - cb[k]))
         return s
 
-    @njit(fastmath=False, cache=True)
-    def _merge_frames(frame, colsum, fr_part, cs_part):
-        """Online log-sum-exp merge of per-column (frame, sum) pairs into (frame, colsum), float64."""
-        for k in range(frame.shape[0]):
-            f0, f1 = frame[k], fr_part[k]
-            if f1 == -np.inf:
-                continue
-            new = max(f0, f1)
-            colsum[k] = colsum[k] * math.exp(f0 - new) + cs_part[k] * math.exp(f1 - new)
-            frame[k] = new
-
     _FM = {"nsz", "arcp", "contract", "afn", "reassoc"}  # fast math without assuming no inf/NaN
 
-    @njit(parallel=True, cache=True, fastmath=_FM)
-    def block_one_exp(base, j0, ra, ca, rm, cm, ra64, sep_row, euc, post, need_colmax, n_threads,
-                      diag, row_lse, i2t, colsum, frame, colmax, dcmp):
-        """One row block (rows ``j0 .. j0 + len(base)``), every alpha, one exp per element.
+    @njit(nogil=True, cache=True, fastmath=_FM)
+    def chunk_one_exp(base, lo, hi, j0, ra, ca, rm, cm, ra64, sep_row, euc, post, need_colmax,
+                      diag, row_lse, i2t, dcmp, cs, fr, cmx):
+        """Rows ``lo .. hi`` of one row block (absolute rows ``j0 + lo ..``), every alpha, one exp per element.
 
         ``ra, ca, rm, cm``: (A, M) float32 (rows indexed by absolute row). With ``sep_row`` (squared
         Euclidean: ``S = U + ra[j]``) the row term is left out of the float32 row ``U``, and the row
         maximum and diagonal get it in float64 from ``ra64`` (row-constant terms do not change
-        ``exp(S - row max)``); column maxima use ``U + ra`` in float32. ``diag, row_lse``: (A, M) float64;
-        ``i2t``: (A, M) bool; ``colsum``: (A, M) float64 in the frame ``frame`` (A,) float64;
-        ``colmax, dcmp``: (A, M) float32 (column maxima and the diagonal, in the same arithmetic).
+        ``exp(S - row max)``); column maxima use ``U + ra`` in float32. Writes ``diag, row_lse`` (A, M)
+        float64, ``i2t`` (A, M) bool and ``dcmp`` (A, M) float32 (the diagonal in the column maxima's
+        arithmetic) for its rows, and this chunk's own accumulators: column sums ``cs`` (A, M) float64 in
+        the frame ``fr`` (A,) float64 (the largest row maximum seen) and column maxima ``cmx`` (A, M).
         """
-        b, n = base.shape
+        n = base.shape[1]
         n_alpha = ca.shape[0]
-        T = max(1, min(n_threads, b))
-        cs_t = np.zeros((T, n_alpha, n))
-        fr_t = np.full((T, n_alpha), _LOW)
-        cm_t = np.full((T, n_alpha, n if need_colmax else 1), -np.inf, dtype=np.float32)
-        for t in prange(T):
-            lo, hi = t * b // T, (t + 1) * b // T
-            buf = np.empty(n, np.float32)
-            for a in range(n_alpha):
-                caa, cma = ca[a], cm[a]
-                cs = cs_t[t, a]
-                cmx = cm_t[t, a]
-                f = fr_t[t, a]
-                for jj in range(lo, hi):
-                    j = j0 + jj
-                    ra_j = np.float32(0.0) if sep_row else ra[a, j]
-                    r32 = ra[a, j] if sep_row else np.float32(0.0)
-                    if need_colmax:
-                        mu = _row_cm(base, jj, ra_j, caa, rm[a, j], cma, euc, post, buf, n, cmx, r32)
-                    else:
-                        mu = _row(base, jj, ra_j, caa, rm[a, j], cma, euc, post, buf, n)
-                    du = buf[j]
-                    i2t[a, j] = du >= mu
-                    off = ra64[a, j] if sep_row else 0.0
-                    m = np.float64(mu) + off
-                    diag[a, j] = np.float64(du) + off
-                    if need_colmax:
-                        dcmp[a, j] = du + r32
-                    if m > f:
-                        sc = math.exp(f - m)
-                        for k in range(n):
-                            cs[k] *= sc
-                        f = m
-                    row_lse[a, j] = m + math.log(_exp_rows_cols(buf, mu, cs, math.exp(m - f), n))
-                fr_t[t, a] = f
-        for a in range(n_alpha):  # merge the threads' accumulators, in thread order
+        buf = np.empty(n, np.float32)
+        for a in range(n_alpha):
+            caa, cma, csa, cmxa = ca[a], cm[a], cs[a], cmx[a]
+            f = fr[a]
+            for jj in range(lo, hi):
+                j = j0 + jj
+                ra_j = np.float32(0.0) if sep_row else ra[a, j]
+                r32 = ra[a, j] if sep_row else np.float32(0.0)
+                if need_colmax:
+                    mu = _row_cm(base, jj, ra_j, caa, rm[a, j], cma, euc, post, buf, n, cmxa, r32)
+                else:
+                    mu = _row(base, jj, ra_j, caa, rm[a, j], cma, euc, post, buf, n)
+                du = buf[j]
+                i2t[a, j] = du >= mu
+                off = ra64[a, j] if sep_row else 0.0
+                m = np.float64(mu) + off
+                diag[a, j] = np.float64(du) + off
+                if need_colmax:
+                    dcmp[a, j] = du + r32
+                if m > f:
+                    sc = math.exp(f - m)
+                    for k in range(n):
+                        csa[k] *= sc
+                    f = m
+                row_lse[a, j] = m + math.log(_exp_rows_cols(buf, mu, csa, math.exp(m - f), n))
+            fr[a] = f
+
+    @njit(nogil=True, cache=True, fastmath=_FM)
+    def chunk_two_exp(base, lo, hi, j0, ra, ca, rm, cm, ra64, sep_row, euc, post, need_colmax,
+                      diag, row_lse, i2t, dcmp, cs, fr, cmx):
+        """As :func:`chunk_one_exp`, but the column sums ``cs`` are taken in this chunk's column maxima
+        ``cmx`` (a second exp per element, ``exp(S - column max)``): exact for any logit range. ``fr`` is
+        unused (the frame of column k is ``cmx[a, k]``)."""
+        n = base.shape[1]
+        n_alpha = ca.shape[0]
+        buf = np.empty(n, np.float32)
+        rmax = np.empty(max(hi - lo, 1), np.float32)
+        for a in range(n_alpha):
+            caa, cma, cb, bs = ca[a], cm[a], cmx[a], cs[a]
+            for jj in range(lo, hi):  # phase A: row maxima, diagonal, the chunk's column maxima
+                j = j0 + jj
+                ra_j = np.float32(0.0) if sep_row else ra[a, j]
+                r32 = ra[a, j] if sep_row else np.float32(0.0)
+                mu = _row_cm(base, jj, ra_j, caa, rm[a, j], cma, euc, post, buf, n, cb, r32)
+                rmax[jj - lo] = mu
+                du = buf[j]
+                i2t[a, j] = du >= mu
+                off = ra64[a, j] if sep_row else 0.0
+                diag[a, j] = np.float64(du) + off
+                if need_colmax:
+                    dcmp[a, j] = du + r32
+            for jj in range(lo, hi):  # phase B: both exps
+                j = j0 + jj
+                ra_j = np.float32(0.0) if sep_row else ra[a, j]
+                r32 = ra[a, j] if sep_row else np.float32(0.0)
+                mu = rmax[jj - lo]
+                _row(base, jj, ra_j, caa, rm[a, j], cma, euc, post, buf, n)
+                off = ra64[a, j] if sep_row else 0.0
+                row_lse[a, j] = np.float64(mu) + off + math.log(_exp_rows_two(buf, mu, r32, cb, bs, n))
+
+    @njit(cache=True)
+    def merge_one_exp(colsum, frame, colmax, cs_t, fr_t, cm_t, need_colmax):
+        """Fold the chunks' accumulators (in chunk order) into the block's running ``colsum`` (A, M) in
+        the frame ``frame`` (A,) and ``colmax`` (A, M)."""
+        T, n_alpha, n = cs_t.shape
+        for a in range(n_alpha):
             for t in range(T):
                 f1 = fr_t[t, a]
-                if f1 == _LOW:
+                if f1 <= _LOW:
                     continue
                 new = max(frame[a], f1)
                 s0, s1 = math.exp(frame[a] - new), math.exp(f1 - new)
                 for k in range(n):
                     colsum[a, k] = colsum[a, k] * s0 + cs_t[t, a, k] * s1
                 frame[a] = new
-            if need_colmax:
-                for t in range(T):
+                if need_colmax:
                     for k in range(n):
                         colmax[a, k] = max(colmax[a, k], cm_t[t, a, k])
 
-    @njit(parallel=True, cache=True, fastmath=_FM)
-    def block_two_exp(base, j0, ra, ca, rm, cm, ra64, sep_row, euc, post, need_colmax, n_threads,
-                      diag, row_lse, i2t, colsum, frame, colmax, dcmp):
-        """As :func:`block_one_exp`, but column sums in one float64 frame per column (``frame``: (A, M)):
-        per thread chunk, ``exp(S - chunk column max)`` (a second exp per element), merged online."""
-        b, n = base.shape
-        n_alpha = ca.shape[0]
-        T = max(1, min(n_threads, b))
-        cs_t = np.zeros((T, n_alpha, n))
-        fr_t = np.full((T, n_alpha, n), -np.inf)
-        for t in prange(T):
-            lo, hi = t * b // T, (t + 1) * b // T
-            buf = np.empty(n, np.float32)
-            cb = np.empty(n, np.float32)
-            bs = np.empty(n)
-            rmax = np.empty(max(hi - lo, 1), np.float32)
-            for a in range(n_alpha):
-                caa, cma = ca[a], cm[a]
-                for k in range(n):
-                    bs[k] = 0.0
-                    cb[k] = np.float32(-3.0e38)
-                for jj in range(lo, hi):  # phase A: row maxima, diagonal, chunk column maxima
-                    j = j0 + jj
-                    ra_j = np.float32(0.0) if sep_row else ra[a, j]
-                    r32 = ra[a, j] if sep_row else np.float32(0.0)
-                    mu = _row_cm(base, jj, ra_j, caa, rm[a, j], cma, euc, post, buf, n, cb, r32)
-                    rmax[jj - lo] = mu
-                    du = buf[j]
-                    i2t[a, j] = du >= mu
-                    off = ra64[a, j] if sep_row else 0.0
-                    diag[a, j] = np.float64(du) + off
-                    if need_colmax:
-                        dcmp[a, j] = du + r32
-                for jj in range(lo, hi):  # phase B: both exps
-                    j = j0 + jj
-                    ra_j = np.float32(0.0) if sep_row else ra[a, j]
-                    r32 = ra[a, j] if sep_row else np.float32(0.0)
-                    mu = rmax[jj - lo]
-                    _row(base, jj, ra_j, caa, rm[a, j], cma, euc, post, buf, n)
-                    off = ra64[a, j] if sep_row else 0.0
-                    row_lse[a, j] = np.float64(mu) + off + math.log(_exp_rows_two(buf, mu, r32, cb, bs, n))
-                fr = fr_t[t, a]
-                cs = cs_t[t, a]
-                for k in range(n):
-                    if hi > lo:
-                        fr[k] = cb[k]
-                        cs[k] = bs[k]
+    @njit(cache=True)
+    def merge_two_exp(colsum, frame, colmax, cs_t, cm_t, need_colmax, rows_t):
+        """Fold the chunks' column sums (each in its own column maxima) into per-column float64 frames
+        ``frame`` (A, M) by an online log-sum-exp; column maxima into ``colmax``."""
+        T, n_alpha, n = cs_t.shape
         for a in range(n_alpha):
             for t in range(T):
-                _merge_frames(frame[a], colsum[a], fr_t[t, a], cs_t[t, a])
-            if need_colmax:  # the chunk maxima, folded after the parallel loop (no shared writes inside it)
-                for t in range(T):
-                    for k in range(n):
-                        colmax[a, k] = max(colmax[a, k], np.float32(fr_t[t, a, k]))
+                if rows_t[t] == 0:
+                    continue
+                for k in range(n):
+                    f0, f1 = frame[a, k], np.float64(cm_t[t, a, k])
+                    new = max(f0, f1)
+                    colsum[a, k] = colsum[a, k] * math.exp(f0 - new) + cs_t[t, a, k] * math.exp(f1 - new)
+                    frame[a, k] = new
+                    if need_colmax:
+                        colmax[a, k] = max(colmax[a, k], cm_t[t, a, k])
+
+
+_POOL = {}
+
+
+def _pool(n_threads: int):
+    """A persistent thread pool (the kernels release the GIL, so chunks run in parallel)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if n_threads not in _POOL:
+        _POOL[n_threads] = ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="clipgeom-sweep")
+    return _POOL[n_threads]
 
 
 def run_block(kind, base, j0, vecs, post, two_exp, need_colmax, threads, acc):
-    """Call the kernel for one row block. ``kind``: the spec's kind (``cos_image``, ``cos_text``, ``sq``,
-    ``euc``); ``vecs``: float32 (A, M) arrays ``ra, ca, rm, cm`` and float64 ``ra64``; ``acc``: numpy views
-    ``diag, row_lse, i2t, colsum, frame, colmax, dcmp`` (colmax/dcmp: any float32 2-d array when unused)."""
-    fn = block_two_exp if two_exp else block_one_exp
-    fn(base, int(j0), vecs["ra"], vecs["ca"], vecs["rm"], vecs["cm"], vecs["ra64"], kind == "sq", kind == "euc",
-       np.float32(post), bool(need_colmax), int(threads), acc["diag"], acc["row_lse"], acc["i2t"],
-       acc["colsum"], acc["frame"], acc["colmax"], acc["dcmp"])
+    """One row block, every alpha: its rows split into ``threads`` contiguous chunks run in parallel, then
+    merged in chunk order. ``kind``: the spec's kind (``cos_image``, ``cos_text``, ``sq``, ``euc``);
+    ``vecs``: float32 (A, M) arrays ``ra, ca, rm, cm`` and float64 ``ra64``; ``acc``: numpy views ``diag,
+    row_lse, i2t, colsum, frame, colmax, dcmp`` (colmax/dcmp: any float32 2-d array when unused)."""
+    b, n = base.shape
+    n_alpha = vecs["ca"].shape[0]
+    T = max(1, min(int(threads), b))
+    cs_t = np.zeros((T, n_alpha, n))
+    fr_t = np.full((T, n_alpha), _LOW)
+    cm_t = np.full((T, n_alpha, n), -3.0e38, np.float32)
+    dcmp = acc["dcmp"]
+    bounds = [(t * b // T, (t + 1) * b // T) for t in range(T)]
+    fn = chunk_two_exp if two_exp else chunk_one_exp
+
+    def work(t):
+        lo, hi = bounds[t]
+        fn(base, lo, hi, int(j0), vecs["ra"], vecs["ca"], vecs["rm"], vecs["cm"], vecs["ra64"], kind == "sq",
+           kind == "euc", np.float32(post), bool(need_colmax), acc["diag"], acc["row_lse"], acc["i2t"], dcmp,
+           cs_t[t], fr_t[t], cm_t[t])
+
+    if T == 1:
+        work(0)
+    else:
+        futures = [_pool(T).submit(work, t) for t in range(1, T)]
+        work(0)
+        for f in futures:
+            f.result()
+    if two_exp:
+        merge_two_exp(acc["colsum"], acc["frame"], acc["colmax"], cs_t, cm_t, bool(need_colmax),
+                      np.array([hi - lo for lo, hi in bounds], np.int64))
+    else:
+        merge_one_exp(acc["colsum"], acc["frame"], acc["colmax"], cs_t, fr_t, cm_t, bool(need_colmax))
