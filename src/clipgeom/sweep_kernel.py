@@ -125,12 +125,13 @@ if AVAILABLE:
 
     @njit(fastmath=True, cache=True)
     def _exp_rows_two(buf, mu, add, cb, bs, n):
-        """Two-exp: returns ``sum exp(buf - mu)`` (float64) and adds ``exp(buf + add - cb)`` to ``bs``."""
+        """Two-exp: returns ``sum exp(buf - mu)`` (float64) and adds ``exp(buf + add - cb)`` to ``bs``
+        (float32: a chunk of one row block sums at most a few hundred terms <= 1, then float64 merges)."""
         s = 0.0
         for k in range(n):
             v = buf[k]
             s += np.float64(_exp(v - mu))
-            bs[k] += np.float64(_exp((v + add) - cb[k]))
+            bs[k] += _exp((v + add) - cb[k])
         return s
 
     _FM = {"nsz", "arcp", "contract", "afn", "reassoc"}  # fast math without assuming no inf/NaN
@@ -185,14 +186,19 @@ if AVAILABLE:
         unused (the frame of column k is ``cmx[a, k]``)."""
         n = base.shape[1]
         n_alpha = ca.shape[0]
-        buf = np.empty(n, np.float32)
+        rows = np.empty((max(hi - lo, 1), n), np.float32)  # the chunk's logits, kept for phase B
         rmax = np.empty(max(hi - lo, 1), np.float32)
+        bs = np.empty(n, np.float32)
         for a in range(n_alpha):
-            caa, cma, cb, bs = ca[a], cm[a], cmx[a], cs[a]
+            caa, cma, cb, csa = ca[a], cm[a], cmx[a], cs[a]
+            for k in range(n):
+                bs[k] = 0.0
+                csa[k] = 0.0
             for jj in range(lo, hi):  # phase A: row maxima, diagonal, the chunk's column maxima
                 j = j0 + jj
                 ra_j = np.float32(0.0) if sep_row else ra[a, j]
                 r32 = ra[a, j] if sep_row else np.float32(0.0)
+                buf = rows[jj - lo]
                 mu = _row_cm(base, jj, ra_j, caa, rm[a, j], cma, euc, post, buf, n, cb, r32)
                 rmax[jj - lo] = mu
                 du = buf[j]
@@ -206,9 +212,12 @@ if AVAILABLE:
                 ra_j = np.float32(0.0) if sep_row else ra[a, j]
                 r32 = ra[a, j] if sep_row else np.float32(0.0)
                 mu = rmax[jj - lo]
-                _row(base, jj, ra_j, caa, rm[a, j], cma, euc, post, buf, n)
                 off = ra64[a, j] if sep_row else 0.0
-                row_lse[a, j] = np.float64(mu) + off + math.log(_exp_rows_two(buf, mu, r32, cb, bs, n))
+                row_lse[a, j] = np.float64(mu) + off + math.log(_exp_rows_two(rows[jj - lo], mu, r32, cb, bs, n))
+                if (jj - lo) % 256 == 255 or jj == hi - 1:  # float32 partial sums of <= 256 terms
+                    for k in range(n):
+                        csa[k] += bs[k]
+                        bs[k] = 0.0
 
     @njit(cache=True)
     def merge_one_exp(colsum, frame, colmax, cs_t, fr_t, cm_t, need_colmax):
