@@ -188,38 +188,50 @@ def bench_per_geometry(n, d, n_alpha, threads, repeats):
     x, y = clip_like(n, d, seed=3)
     means = means_of(x, y)
     alphas = np.round(np.linspace(-1, 1, n_alpha), 10)
-    floor = min(exp_floor(n, repeats + 2, threads)[1])
+    floor = exp_floor(n, repeats + 2, threads)[1]
     rows = {}
     for g in L.GEOMETRIES:
         for sh in L.SHIFTS:
             t, c, walls, _ = timed(lambda: L.sweep_pair_terms(x, y, alphas, scale=100.0, means=means, geometries=(g,),
                                                               shifts=(sh,), threads=threads), repeats)
+            t1, _, _, _ = timed(lambda: L.sweep_pair_terms(x, y, alphas[:1], scale=100.0, means=means,
+                                                           geometries=(g,), shifts=(sh,), threads=threads), repeats)
+            marginal = (t - t1) / (n_alpha - 1)
             tt, _, _, _ = timed(lambda: L.sweep_pair_terms(x, y, alphas, scale=100.0, means=means, geometries=(g,),
                                                            shifts=(sh,), threads=threads, kernel="torch"), 1)
             rows[f"{g}/{sh}"] = {"seconds_per_alpha": t / n_alpha, "cpu_seconds_per_alpha": c / n_alpha,
                                  "per_alpha_over_exp_preallocated": t / n_alpha / floor,
+                                 "one_alpha_seconds": t1, "marginal_seconds_per_alpha": marginal,
+                                 "marginal_per_alpha_over_exp": marginal / floor,
                                  "torch_ops_seconds_per_alpha": tt / n_alpha,
                                  "fused_over_torch_ops": t / tt}
     t_grid, c_grid, _, _ = timed(lambda: L.sweep_pair_terms(x, y, alphas, scale=100.0, means=means,
                                                             geometries=L.GEOMETRIES, shifts=L.SHIFTS,
                                                             threads=threads), repeats)
     total = sum(r["seconds_per_alpha"] for r in rows.values()) * n_alpha
+    total_marginal = sum(r["marginal_seconds_per_alpha"] for r in rows.values()) * n_alpha
     t_peer, _, _, peer = timed(lambda: torch_peer(x, y, alphas, 100.0, means["image"], threads), 1)
     fast = L.sweep_pair_terms(x, y, alphas, scale=100.0, means=means, geometries=("cosine",), shifts=("image",),
                               threads=threads)[("cosine", "image")]
-    worst = {g: max(r["per_alpha_over_exp_preallocated"] for k, r in rows.items() if k.startswith(g + "/"))
+    worst = {g: max(r["marginal_per_alpha_over_exp"] for k, r in rows.items() if k.startswith(g + "/"))
              for g in L.GEOMETRIES}
+    worst_incl = {g: max(r["per_alpha_over_exp_preallocated"] for k, r in rows.items() if k.startswith(g + "/"))
+                  for g in L.GEOMETRIES}
     return {
         "n": n, "d": d, "n_alpha": n_alpha, "threads": threads,
         "exp_floor_seconds": floor,
         "floor": "one N x N float32 torch.exp into a preallocated tensor",
         "per_geometry": rows,
+        "per_alpha": "marginal: (time of the 21-alpha sweep - time of a 1-alpha sweep) / 20, i.e. without the "
+                     "one float64 block product X Y^T that every alpha shares",
         "worst_per_alpha_over_exp": worst,
+        "worst_per_alpha_including_product_over_exp": worst_incl,
         "pass_cosine_within_2x": bool(worst["cosine"] <= 2.0),
         "pass_euclidean_within_3x": bool(max(worst["euclidean"], worst["sq_euclidean"]) <= 3.0),
         "grid_seconds": t_grid, "grid_cpu_seconds": c_grid,
-        "grid_over_sum_of_per_alpha": t_grid / total,
-        "pass_grid_within_1.3x": bool(t_grid / total <= 1.3),
+        "grid_over_sum_of_per_alpha": t_grid / total_marginal,
+        "grid_over_sum_of_per_alpha_including_product": t_grid / total,
+        "pass_grid_within_1.3x": bool(t_grid / total_marginal <= 1.3),
         "peer_torch_seconds_per_alpha": t_peer / n_alpha,
         "peer_method": "per alpha in torch: shift, renormalise, float32 logits, two cross-entropies",
         "peer_over_project": (t_peer / n_alpha) / rows["cosine/image"]["seconds_per_alpha"],
@@ -280,6 +292,9 @@ def main(argv=None):
         print(json.dumps(child_big(a.child_big, a.d, a.alphas, a.threads, tuple(a.big_geometries))))
         return
 
+    from clipgeom.threads import confine
+
+    confine(a.threads)  # as every workflow job: thread pools sized, OMP_WAIT_POLICY=PASSIVE unless set
     import torch
 
     out = {

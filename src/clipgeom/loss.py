@@ -413,9 +413,6 @@ def _sweep(torch, image, text, alphas, scale, means, geometries, shifts, row_blo
     combos = [(g, s) for g in geometries for s in shifts]
     specs = {k: _make_spec(k[0], k[1], alphas, scale, v, cdt, torch) for k in combos}
 
-    x_np = x64.numpy() if dev.type == "cpu" else None
-    y_np = y64.numpy() if dev.type == "cpu" else None
-
     def bases_for(j0, j1, cols=None):
         """Lazily built base matrices of one row block (optionally restricted to columns ``cols``).
 
@@ -427,11 +424,9 @@ def _sweep(torch, image, text, alphas, scale, means, geometries, shifts, row_blo
             if name in cache:
                 return cache[name]
             if "G" not in cache:  # one float64 product per block serves every geometry
-                if dev.type == "cpu":  # numpy's BLAS: measured 2.4x torch's float64 GEMM on this CPU
-                    ycols = y_np if cols is None else y_np[cols.cpu().numpy()]
-                    cache["G"] = torch.from_numpy(x_np[j0:j1] @ ycols.T)
-                else:
-                    cache["G"] = torch.mm(x64[j0:j1], y64[cs].t())
+                # (torch's GEMM, not numpy's: OpenBLAS threads spin after a product and slowed the fused
+                # kernel that follows by 1.5x; torch's OpenMP threads sleep under OMP_WAIT_POLICY=PASSIVE)
+                cache["G"] = torch.mm(x64[j0:j1], y64[cs].t())
             g = cache["G"]
             if name == "Gq":
                 val = g * qf[cs][None, :]
