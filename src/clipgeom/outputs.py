@@ -100,12 +100,21 @@ def _csv_cell(v):
     return v
 
 
+PNG_DPI = 120
+# zlib level of the PNGs: 1 writes the same pixels as the default (6) about 3x faster, files ~12%
+# larger (the 1,340 x 2,620 px vSLERP thumbnail grid: 1.8 s -> 0.4 s of encoding).
+PNG_COMPRESS_LEVEL = 1
+
+
 def save_figure(fig, *paths: str | os.PathLike, demo: bool = False) -> None:
     """Save one matplotlib figure to every path given (e.g. the .png and the .pdf), then close it.
 
-    Every file is cropped to the same tight box (``bbox_inches="tight"``, 0.1 in padding), computed
-    once here: ``savefig(bbox_inches="tight")`` would lay the whole figure out again for every file
-    (a dry-run draw, then the tight box, then the real draw), roughly doubling the cost of each save.
+    Every file is cropped as ``savefig(bbox_inches="tight")`` crops it (the tight box of the
+    figure, measured with the text metrics of that file's renderer, plus :rc:`savefig.pad_inches`),
+    but each file is drawn once: ``bbox_inches="tight"``, and any layout engine left on the figure
+    (``fig.tight_layout()`` leaves a placeholder one), make ``savefig`` lay the whole figure out in
+    a dry-run draw before the real one.  Here the layout is frozen first and the tight box of a
+    PNG or PDF is measured directly, without drawing.
     """
     import matplotlib as mpl
 
@@ -113,37 +122,71 @@ def save_figure(fig, *paths: str | os.PathLike, demo: bool = False) -> None:
         fig.text(0.5, 0.005, "DEMO: tiny random model, numbers say nothing about CLIP",
                  ha="center", va="bottom", fontsize=7, color="firebrick")
     try:
-        bbox = _tight_bbox_inches(fig, mpl.rcParams["savefig.pad_inches"])
+        _freeze_layout(fig)
+        pad = mpl.rcParams["savefig.pad_inches"]
         for p in paths:
             p = Path(p)
+            fmt = p.suffix.lstrip(".").lower() or None
+            if fmt == "png":
+                opts = {"dpi": PNG_DPI, "pil_kwargs": {"compress_level": PNG_COMPRESS_LEVEL},
+                        "bbox_inches": _tight_bbox_agg(fig, PNG_DPI).padded(pad)}
+            elif fmt == "pdf":  # images and rasterized artists at the figure's dpi, as before
+                opts = {"bbox_inches": _tight_bbox_pdf(fig).padded(pad)}
+            else:
+                opts = {"bbox_inches": "tight"}
             with atomic.atomic_path(p) as tmp:
-                fig.savefig(tmp, format=p.suffix.lstrip(".").lower() or None,
-                            dpi=120 if p.suffix == ".png" else None, bbox_inches=bbox)
+                fig.savefig(tmp, format=fmt, **opts)
     finally:
         _close(fig)
 
 
-def _tight_bbox_inches(fig, pad: float):
-    """The figure's tight bounding box (inches) with ``pad`` inches around it, laid out once.
+def _freeze_layout(fig) -> None:
+    """Run the figure's layout engine, if any, once and remove it, keeping the axes where it put them.
 
-    Leaves the figure without a layout engine: ``fig.tight_layout()`` leaves a placeholder engine
-    behind, and any engine makes every ``savefig`` lay the figure out again in a dry-run draw.  A
-    real engine (``layout="constrained"`` / ``"tight"``) is run once here, and its result kept.
+    With an engine left on the figure (even the placeholder that ``fig.tight_layout()`` leaves),
+    every ``savefig`` runs a dry-run draw first.
     """
     import matplotlib as mpl
     from matplotlib.layout_engine import PlaceHolderLayoutEngine
 
     engine = fig.get_layout_engine()
-    if engine is not None:
-        if not isinstance(engine, PlaceHolderLayoutEngine):
-            fig.draw_without_rendering()  # the engine places the axes at draw time
-        with mpl.rc_context({"figure.autolayout": False, "figure.constrained_layout.use": False}):
-            fig.set_layout_engine(None)
-    if not hasattr(fig.canvas, "get_renderer"):  # a bare Figure(): lay out with an Agg renderer
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
+    if engine is None:
+        return
+    if not isinstance(engine, PlaceHolderLayoutEngine):
+        fig.draw_without_rendering()  # an engine ("constrained", "tight") places the axes at draw time
+    with mpl.rc_context({"figure.autolayout": False, "figure.constrained_layout.use": False}):
+        fig.set_layout_engine(None)  # None means "no engine" only while these two are off
 
+
+def _tight_bbox_agg(fig, dpi: float):
+    """The tight box (inches) of ``fig`` measured as Agg draws it at ``dpi`` (hinted text metrics)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if not isinstance(fig.canvas, FigureCanvasAgg):  # e.g. a bare Figure() or a vector canvas
         FigureCanvasAgg(fig)
-    return fig.get_tightbbox(fig.canvas.get_renderer()).padded(pad)
+    old = fig.dpi
+    fig.dpi = dpi
+    try:
+        return fig.get_tightbbox(fig.canvas.get_renderer())
+    finally:
+        fig.dpi = old
+
+
+def _tight_bbox_pdf(fig):
+    """The tight box (inches) of ``fig`` measured as the PDF backend draws it (72 dpi, unhinted)."""
+    import io
+
+    from matplotlib.backends.backend_pdf import PdfFile, RendererPdf
+
+    old = fig.dpi
+    width, height = fig.get_size_inches()
+    pdf = PdfFile(io.BytesIO())
+    fig.dpi = 72  # as FigureCanvasPdf.print_pdf: one pdf point per pixel
+    try:
+        return fig.get_tightbbox(RendererPdf(pdf, old, height, width))
+    finally:
+        fig.dpi = old
+        pdf.close()
 
 
 def _close(fig) -> None:

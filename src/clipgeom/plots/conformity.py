@@ -10,6 +10,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 MOD_COLOR = {"image": "tab:blue", "text": "tab:orange"}
+# Filled histograms: histtype="stepfilled" (one polygon per series, the same pixels as edgeless bars,
+# far cheaper to build and draw than one Rectangle per bin); see plots.geometry.
 
 
 # ---------------------------------------------------------------------------
@@ -135,7 +137,7 @@ def distributions(image_conf: np.ndarray, text_conf: np.ndarray, edges: np.ndarr
     """Fig. 10: image and text conformity histograms on shared bins."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for vals, mod in ((image_conf, "image"), (text_conf, "text")):
-        ax.hist(vals, bins=edges, density=True, alpha=0.55, color=MOD_COLOR[mod],
+        ax.hist(vals, bins=edges, histtype="stepfilled", density=True, alpha=0.55, color=MOD_COLOR[mod],
                 label=f"{mod} (N = {len(vals)}, mean {np.mean(vals):.3f})")
     ax.set_xlabel("conformity C (Eq. 10)")
     ax.set_ylabel("density")

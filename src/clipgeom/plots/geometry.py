@@ -9,6 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 COLORS = {"image": "tab:blue", "text": "tab:orange"}
+# Filled histograms are drawn with histtype="stepfilled": one polygon per series, the same pixels as
+# the default bars (no edges), without one Rectangle per bin (which made building and drawing a
+# 60-bin, two-series histogram about twice as slow).
 
 
 def _plt():
@@ -156,8 +159,8 @@ def plot_norms(per_mod: dict, bins: int = 60, label: str = ""):
         hi = max(float(_finite(per_mod[m][kind]).max(initial=0)) for m in ("image", "text"))
         edges = np.linspace(0.0, hi * 1.05 if hi > 0 else 1.0, bins + 1)
         for mod in ("image", "text"):
-            ax.hist(_finite(per_mod[mod][kind]), bins=edges, density=True, alpha=0.5, color=COLORS[mod],
-                    label=mod)
+            ax.hist(_finite(per_mod[mod][kind]), bins=edges, histtype="stepfilled", density=True, alpha=0.5,
+                    color=COLORS[mod], label=mod)
             if kind == "norm_centred":
                 ax.axvline(per_mod[mod]["rms_norm"], color=COLORS[mod], ls="--", lw=1,
                            label=f"√tr C ({mod})")
@@ -186,7 +189,7 @@ def _two_hist(values: dict, xlabel: str, title: str, bins: int, log_x=False, vli
         v = _finite(values[mod])
         if log_x:
             v = v[v > 0]
-        ax.hist(v, bins=edges, alpha=0.5, color=COLORS[mod], label=mod)
+        ax.hist(v, bins=edges, histtype="stepfilled", alpha=0.5, color=COLORS[mod], label=mod)
     if log_x:
         ax.set_xscale("log")
     if vline is not None:
@@ -264,7 +267,8 @@ def plot_whitening(per_mod: dict, bins: int = 60, label: str = ""):
         k = int(per_mod[mod]["kept_dims"])
         if per_mod[mod].get("degenerate"):
             degenerate.append(mod)
-        ax.hist(zn, bins=edges, density=True, alpha=0.5, color=COLORS[mod], label=f"{mod} (k = {k})")
+        ax.hist(zn, bins=edges, histtype="stepfilled", density=True, alpha=0.5, color=COLORS[mod],
+                label=f"{mod} (k = {k})")
         if k > 0:
             t = np.linspace(lo, hi, 400)
             ax.plot(t, chi_pdf(t, k), color=COLORS[mod], ls="--", lw=1, label=f"chi({k})")
@@ -277,7 +281,8 @@ def plot_whitening(per_mod: dict, bins: int = 60, label: str = ""):
     allk = np.concatenate([_finite(per_mod[m]["kurtosis"]) for m in ("image", "text")])
     edges = np.linspace(allk.min(), allk.max(), bins + 1) if allk.size and allk.max() > allk.min() else bins
     for mod in ("image", "text"):
-        ax.hist(_finite(per_mod[mod]["kurtosis"]), bins=edges, alpha=0.5, color=COLORS[mod], label=mod)
+        ax.hist(_finite(per_mod[mod]["kurtosis"]), bins=edges, histtype="stepfilled", alpha=0.5,
+                color=COLORS[mod], label=mod)
     ax.axvline(0.0, color="k", ls="--", lw=1, label="normal")
     ax.set_xlabel("excess kurtosis per principal axis")
     ax.set_ylabel("number of axes")
@@ -299,8 +304,8 @@ def plot_origin_distance(per_mod: dict, bins: int = 60, label: str = ""):
     lo, hi = float(allv.min()), float(allv.max())
     edges = np.linspace(lo, hi, bins + 1) if hi > lo else np.linspace(lo - 0.5, hi + 0.5, bins + 1)
     for mod in ("image", "text"):
-        ax.hist(_finite(per_mod[mod]["origin_distance"]), bins=edges, density=True, alpha=0.5,
-                color=COLORS[mod], label=mod)
+        ax.hist(_finite(per_mod[mod]["origin_distance"]), bins=edges, histtype="stepfilled", density=True,
+                alpha=0.5, color=COLORS[mod], label=mod)
     ax.set_xlabel("distance from the origin ‖v‖")
     ax.set_ylabel("density")
     ax.set_title(f"Distance from the origin {label}".strip(), fontsize=10)
@@ -319,7 +324,7 @@ def plot_root_distance(per_mod: dict, threshold: float, bins: int = 60, label: s
     for mod in ("image", "text"):
         v = _finite(per_mod[mod]["root_cosine_distance"])
         frac = float(np.mean(v <= threshold)) if v.size else float("nan")
-        ax.hist(v, bins=edges, density=True, alpha=0.5, color=COLORS[mod],
+        ax.hist(v, bins=edges, histtype="stepfilled", density=True, alpha=0.5, color=COLORS[mod],
                 label=f"{mod} ({100 * frac:.1f}% ≤ {threshold:g})")
     ax.axvline(threshold, color="k", ls="--", lw=1)
     ax.set_xlabel("cosine distance from [ROOT]")

@@ -141,7 +141,10 @@ def plot_geometry_curves(alphas, curves: dict, geometries, shifts=("image", "tex
 
 
 def plot_blur(settings: dict, bins: int = 50):
-    """Fig. 7: histograms of cos(m, v) and cos(v_far, v), at the origin and off-centre."""
+    """Fig. 7: histograms of cos(m, v) and cos(v_far, v), at the origin and off-centre.
+
+    histtype="stepfilled": one polygon per series, the same pixels as edgeless bars, far cheaper
+    to build and draw than one Rectangle per bin."""
     plt = _plt()
     names = list(settings)
     fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 3.6), squeeze=False)
@@ -150,9 +153,9 @@ def plot_blur(settings: dict, bins: int = 50):
         lo = min(s.cos_mean.min(), s.cos_far.min())
         hi = max(s.cos_mean.max(), s.cos_far.max())
         edges = np.linspace(lo, hi, bins + 1)
-        ax.hist(s.cos_mean, bins=edges, alpha=0.6, color="tab:blue",
+        ax.hist(s.cos_mean, bins=edges, histtype="stepfilled", alpha=0.6, color="tab:blue",
                 label=f"cos(m, v): mean {s.cos_mean.mean():.3f}")
-        ax.hist(s.cos_far, bins=edges, alpha=0.6, color="tab:red",
+        ax.hist(s.cos_far, bins=edges, histtype="stepfilled", alpha=0.6, color="tab:red",
                 label=f"cos(v_far, v): mean {s.cos_far.mean():.3f}")
         nz = np.flatnonzero(s.centre)
         where = "origin" if nz.size == 0 else "centre (" + ", ".join(f"{s.centre[i]:g}" for i in range(nz.max() + 1)) \
