@@ -36,7 +36,7 @@ rule embed_shard:
         model=lambda wc: model_cfg(wc.model),
         image_root=lambda wc: image_root(wc.dataset),
         code=code_version("workflow/scripts/embed_shard.py", "embed", "data", "imagesource", "h5io", "atomic", "scripting"),
-    threads: 2
+    threads: config["embedding"]["threads"]
     resources:
         gpu=embed_gpus,
         batch_size=config["embedding"]["batch_size"],

@@ -23,7 +23,7 @@ rule alpha_sweep:
         p=stage_params("alpha_sweep"),
         demo=is_demo,
         code=script_code("alpha_sweep", "loss", "sweep_kernel", "plots/loss"),
-    threads: 2
+    threads: sweep_threads
     log: stage_log("alpha_sweep"),
     benchmark: stage_benchmark("alpha_sweep"),
     conda: "../envs/clipgeom.yaml"
