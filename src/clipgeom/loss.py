@@ -333,8 +333,8 @@ def sweep_pair_terms(image, text, alphas, *, scale: float, means: dict, geometri
     ranges, e.g. Euclidean logits at a large scale) are recomputed exactly in a second pass, each shifted
     by its own maximum; ``info["fallback_columns"]`` counts them. ``two_exp`` (default ``"auto"``: the
     Euclidean geometries) instead takes a second exp pass per alpha shifted by each block's column maxima,
-    exact for any logit range. Memory is O(row_block * M). ``threads`` sets torch's (and numba's) thread
-    count for the call (restored after); batches with fewer than 2048 pairs run on one thread.
+    exact for any logit range. Memory is O(row_block * M). ``threads`` sets torch's thread count (and the
+    fused kernel's number of row chunks) for the call (restored after); batches with fewer than 2048 pairs run on one thread.
 
     ``kernel``: on CPU in float32 the per-alpha work of a block runs in one fused compiled loop
     (:mod:`clipgeom.sweep_kernel`, numba) instead of ~9 torch passes; ``"torch"`` forces the torch ops
@@ -360,21 +360,14 @@ def sweep_pair_terms(image, text, alphas, *, scale: float, means: dict, geometri
     n = len(image)
     if threads or n * n < SERIAL_BELOW:
         torch.set_num_threads(1 if n * n < SERIAL_BELOW else int(threads))
-    n_threads = torch.get_num_threads()
+    n_threads = torch.get_num_threads()  # also the fused kernel's chunks (its own thread pool, not numba's)
     fused = _use_fused(kernel, dev, cdt, torch)
-    old_nb = None
-    if fused:
-        n_threads = min(n_threads, sweep_kernel.numba.config.NUMBA_NUM_THREADS)
-        old_nb = sweep_kernel.numba.get_num_threads()
-        sweep_kernel.numba.set_num_threads(n_threads)
     try:
         with torch.no_grad():
             return _sweep(torch, image, text, np.asarray(alphas, np.float64), float(scale), means, geometries,
                           shifts, row_block, dev, cdt, bool(text_to_image), two_exp, fused, n_threads)
     finally:
         torch.set_num_threads(old_threads)
-        if old_nb is not None:
-            sweep_kernel.numba.set_num_threads(old_nb)
 
 
 def _sweep(torch, image, text, alphas, scale, means, geometries, shifts, row_block, dev, cdt, need_colmax,
