@@ -9,6 +9,7 @@ rule separability:
     output:
         metrics=stage_dir("separability", "metrics.json"),
         values=stage_dir("separability", "values.csv"),
+        curve=stage_dir("separability", "tag_threshold_curve.csv"),
         sorted_png=report(stage_dir("separability", "sep_sorted.png"),
                           caption="../report/separability/sep_sorted.rst",
                           category="Separability", subcategory="{dataset} × {model}"),

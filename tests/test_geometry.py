@@ -55,6 +55,8 @@ def params(stage, **over):
 
 def make_job(stage, h5, outdir: Path, p=None, demo=False):
     out = {"metrics": str(outdir / stage / "metrics.json"), "values": str(outdir / stage / "values.csv")}
+    if stage == "separability":
+        out["curve"] = str(outdir / stage / "tag_threshold_curve.csv")
     for key, name in FIGURES[stage].items():
         out[f"{key}_png"] = str(outdir / stage / f"{name}.png")
         out[f"{key}_pdf"] = str(outdir / stage / f"{name}.pdf")
@@ -555,7 +557,9 @@ def test_clip500_thin_shell_covariance_origin(clip500, clip500_outputs):
         cn = np.linalg.norm(xc, axis=1)
         ts = m["thin_shell"]["summary"][mod]
         assert ts["mu_norm"] == pytest.approx(cn.mean(), rel=1e-10)
-        assert ts["rms_norm"] == pytest.approx(math.sqrt(np.trace(np.cov(x.T, bias=True))), rel=1e-10)
+        # thin_shell.ddof (default 1, the paper's): tr C with N - 1
+        assert ts["rms_norm"] == pytest.approx(math.sqrt(np.trace(np.cov(x.T, ddof=DEFAULTS["thin_shell"]["ddof"]))),
+                                               rel=1e-10)
         cs = m["covariance"]["summary"][mod]
         assert cs["mean_to_std_ratio"] == pytest.approx(np.linalg.norm(x.mean(0)) / np.linalg.norm(x.std(0)), rel=1e-9)
         vh = x / np.linalg.norm(x, axis=1, keepdims=True)

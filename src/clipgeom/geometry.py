@@ -9,6 +9,8 @@ Conventions used everywhere in this module
 * Moments are *population* moments (``ddof = 0``): ``C = E[x̃ x̃ᵀ]`` with ``E`` the
   empirical mean over the N rows.  With this choice ``E‖x̃‖² = tr C`` holds exactly
   on the sample (Eq. 2–3), which is the identity the thin-shell argument rests on.
+  Exception: the thin-shell summary (var y, sqrt(tr C), rel. error) uses ``thin_shell.ddof``
+  (default 1, which reproduces the paper's 7.6007; see :func:`rms_norm_ddof`).
 * Feature indices are 0-based (numpy column numbers).
 * Logarithms are natural (KL in nats).
 
@@ -177,6 +179,35 @@ def tag_features(sep, threshold: float) -> np.ndarray:
     return idx[np.lexsort((idx, -sep[idx]))]
 
 
+def tag_threshold_curve(sep, thresholds) -> np.ndarray:
+    """Number of "tag" features, #{ℓ : Sep(ℓ) > t}, for every threshold t (§4, "9 features act as tags").
+
+    The paper does not state its criterion, so the count is reported as a curve over t; it is
+    non-increasing in t.  Uses the same strict ``>`` as :func:`tag_features`.
+    """
+    sep = np.sort(np.asarray(sep, float))
+    t = np.asarray(thresholds, float)
+    return (sep.size - np.searchsorted(sep, t, side="right")).astype(np.int64)
+
+
+def thresholds_for_count(thresholds, counts, target: int):
+    """[lo, hi]: the smallest and largest grid thresholds whose tag count equals ``target``
+    (§4, the paper's 9); None when no grid threshold gives exactly ``target``.
+
+    The counts of :func:`tag_threshold_curve` are non-increasing in t, so the matching grid
+    points form one contiguous run.
+    """
+    t = np.asarray(thresholds, float)
+    hit = np.flatnonzero(np.asarray(counts) == int(target))
+    return None if hit.size == 0 else [float(t[hit[0]]), float(t[hit[-1]])]
+
+
+def threshold_grid(stop: float, step: float) -> np.ndarray:
+    """0, step, 2·step, … up to ``stop`` inclusive (rounded to 12 decimals, so 1.2 is exactly 1.2)."""
+    n = int(math.floor(float(stop) / float(step) + 1e-9))
+    return np.round(np.arange(n + 1) * float(step), 12)
+
+
 def histogram_kl(p_counts, q_counts, eps: float = 1e-10) -> float:
     """KL(P‖Q) = Σ_b p_b log(p_b / q_b) in nats between two histograms on the *same* bins.
 
@@ -196,10 +227,43 @@ def histogram_kl(p_counts, q_counts, eps: float = 1e-10) -> float:
     return float(np.sum(p * np.log(p / q)))
 
 
+def density_histogram_kl(p_counts, q_counts, width: float, eps: float = 1e-10) -> float:
+    """KL from *density* histograms summed without the bin width — a hypothesis for the paper's
+    KL ≈ 301 of feature 93 (§4, Fig. 2; its estimator is not stated).
+
+    With densities f_b = p_b / w and g_b = q_b / w (p_b = counts / N, w the common bin width),
+    Σ_b f_b log(f_b / g_b) — a Riemann sum that omits the factor w — equals
+    :func:`histogram_kl` / w (same ε smoothing of the probabilities).  It grows as the bins
+    narrow and is not a divergence estimate; it is reported only to compare with the paper.
+    """
+    width = float(width)
+    if not width > 0:
+        return float("nan")
+    return histogram_kl(p_counts, q_counts, eps) / width
+
+
+def histogram_kl_saturation(p_counts, q_counts) -> tuple[bool, float]:
+    """(saturated, unmatched mass) for the ε-smoothed :func:`histogram_kl` of P ‖ Q.
+
+    ``unmatched mass`` is the probability of P on bins where Q has no counts; ``saturated`` is
+    True when it is > 0 — then the KL estimate is set by ε (each such bin adds about
+    p_b·log(p_b/ε)), and disjoint supports give ≈ log(1/ε) whatever the true separation.
+    """
+    p = np.asarray(p_counts, float)
+    q = np.asarray(q_counts, float)
+    if p.sum() <= 0:
+        return False, 0.0
+    mass = float(p[q <= 0].sum() / p.sum())
+    return mass > 0, mass
+
+
 def gaussian_kl(mu_p, var_p, mu_q, var_q):
     """KL(N(μ_p, σ_p²) ‖ N(μ_q, σ_q²)) = log(σ_q/σ_p) + (σ_p² + (μ_p − μ_q)²) / (2σ_q²) − ½ (nats).
 
-    A binning-free companion to :func:`histogram_kl` (exact only for Gaussian features).
+    §4, Fig. 2 (KL ≈ 301 between the modalities' histograms of feature 93): the stage's headline
+    ``separability.kl_top_feature`` is this closed form, image ‖ text, with the population
+    moments of each modality — binning-free and not capped like the ε-smoothed
+    :func:`histogram_kl` (exact only for Gaussian features).
     """
     mu_p, var_p, mu_q, var_q = (np.asarray(a, float) for a in (mu_p, var_p, mu_q, var_q))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -252,30 +316,50 @@ def row_norms(x: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("ij,ij->i", x, x))
 
 
-def thin_shell(norms, trace_c: float) -> dict:
-    """Eqs. 1–4 for one modality from the centred norms ‖x̃_j‖ and tr C.
+def rms_norm_ddof(second_moment: float, n: int, ddof: int = 0) -> float:
+    """sqrt(E‖x̃‖²) with a ddof-corrected second moment (§3, Eqs. 2–4).
+
+    ``second_moment`` is the population mean of ‖x̃‖² over the n rows (= μ_norm² + var_pop(y)
+    = tr C_pop); the result is sqrt(second_moment · n / (n − ddof)) = sqrt(tr C_ddof).  The
+    paper's 7.6007 is this with ddof = 1 at N = 5000 from μ_norm = 7.5873, var(y) = 0.1914
+    (ddof = 0 gives 7.5999).
+    """
+    n, ddof = int(n), int(ddof)
+    if n - ddof <= 0:
+        return float("nan")
+    return math.sqrt(max(float(second_moment), 0.0) * n / (n - ddof))
+
+
+def thin_shell(norms, trace_c: float, ddof: int = 0) -> dict:
+    """Eqs. 1–4 for one modality from the centred norms ‖x̃_j‖ and the population tr C.
 
     Writing ‖x̃‖ = μ_norm + y with μ_norm = E‖x̃‖ and E[y] = 0 (Eq. 1),
     E‖x̃‖² = μ_norm² + var(y) (Eq. 2) = tr C (Eq. 3), hence μ_norm ≈ sqrt(E‖x̃‖²) = sqrt(tr C)
-    when μ_norm² ≫ var(y) (Eq. 4).  Returns
+    when μ_norm² ≫ var(y) (Eq. 4).  ``trace_c`` is tr C with population moments (ddof 0);
+    ``ddof`` (the stage's ``thin_shell.ddof``, default 1 there: the paper's numbers) sets the
+    estimator of var(y) and of tr C.  Returns
 
-    * ``mu_norm`` = E‖x̃‖, ``var_y`` = var(‖x̃‖) (population), ``mu_norm_sq`` = μ_norm²;
-    * ``rms_norm`` = sqrt(tr C) (the paper's sqrt(E‖x̃‖²));
-    * ``rel_error`` = (rms_norm − μ_norm) / rms_norm (paper: 0.18% for COCO images);
-    * ``identity_residual`` = μ_norm² + var(y) − tr C (0 up to rounding when the norms and C
-      come from the same rows and mean, since E‖x̃‖² = tr C with population moments).
+    * ``mu_norm`` = E‖x̃‖ (no ddof), ``var_y`` = var(‖x̃‖) with ``ddof``, ``mu_norm_sq`` = μ_norm²;
+    * ``rms_norm`` = sqrt(tr C_ddof) = :func:`rms_norm_ddof` (the paper's sqrt(E‖x̃‖²));
+    * ``rel_error`` = (rms_norm − μ_norm) / rms_norm (paper: 0.18% for COCO images, ddof 1);
+    * ``identity_residual`` = μ_norm² + var_pop(y) − tr C_pop, the population form of Eq. 2–3
+      (0 up to rounding when the norms and C come from the same rows and mean);
+    * ``ddof``.
     """
     norms = np.asarray(norms, float)
+    n = norms.size
     mu = float(norms.mean())
-    var_y = float(norms.var())
-    rms = math.sqrt(max(float(trace_c), 0.0))
+    var_pop = float(norms.var())
+    var_y = float(norms.var(ddof=int(ddof))) if n > int(ddof) else float("nan")
+    rms = rms_norm_ddof(trace_c, n, ddof)
     return {
         "mu_norm": mu,
         "var_y": var_y,
         "mu_norm_sq": mu * mu,
         "rms_norm": rms,
         "rel_error": (rms - mu) / rms if rms > 0 else float("nan"),
-        "identity_residual": mu * mu + var_y - float(trace_c),
+        "identity_residual": mu * mu + var_pop - float(trace_c),
+        "ddof": int(ddof),
     }
 
 
@@ -556,6 +640,8 @@ def compute_separability(path, p: dict, log: logging.Logger | None = None) -> St
     kl_it = np.array([histogram_kl(a, b, eps) for a, b in zip(hists["image"].counts, hists["text"].counts)])
     kl_ti = np.array([histogram_kl(b, a, eps) for a, b in zip(hists["image"].counts, hists["text"].counts)])
     kl_g = gaussian_kl(ai.mean, ai.var, at.mean, at.var)
+    widths = (hists["image"].hi - hists["image"].lo) / hists["image"].bins
+    kl_dens = kl_it / widths
 
     order = top_features(sep, sep.size)
     rank = np.empty(sep.size, dtype=np.int64)
@@ -564,6 +650,18 @@ def compute_separability(path, p: dict, log: logging.Logger | None = None) -> St
     top_sep = order[:top_k]
     tags = tag_features(sep, float(p["tag_threshold"]))
     top2 = order[:2]
+    f0 = int(order[0])
+    sat, unmatched = histogram_kl_saturation(hists["image"].counts[f0], hists["text"].counts[f0])
+    if sat:
+        log.info("histogram KL of feature %d is eps-limited: %.3g of the image mass lies in bins with no text",
+                 f0, unmatched)
+    grid = threshold_grid(float(p["tag_curve_max"]), float(p["tag_curve_step"]))
+    curve = tag_threshold_curve(sep, grid)
+    paper_count = int(p["paper_n_tag_features"])
+    t_paper = thresholds_for_count(grid, curve, paper_count)
+    log.info("tag features: %d at Sep > %g; %s", tags.size, p["tag_threshold"],
+             f"{paper_count} for t in [{t_paper[0]:g}, {t_paper[1]:g}]" if t_paper
+             else f"no grid threshold gives {paper_count}")
 
     # SVMs (held-out, stratified k-fold) on the subsample
     x_all = np.concatenate([samples["image"], samples["text"]])
@@ -583,6 +681,29 @@ def compute_separability(path, p: dict, log: logging.Logger | None = None) -> St
         if r["convergence_warnings"]:
             log.warning("%s SVM: %d fit(s) did not converge in %d iterations", name,
                         r["convergence_warnings"], max_iter)
+    d = sep.size
+    rng_ctrl = np.random.default_rng([int(p["seed"]), 1])
+    rand_pairs = [np.sort(rng_ctrl.choice(d, size=2, replace=False)) for _ in range(int(p["svm_random_draws"]))]
+    rand_acc = [svm_cv_accuracy(x_all[:, pr], y, folds, p["seed"], svm_c, max_iter)["accuracy"] for pr in rand_pairs]
+    log.info("control: linear SVM on 2 random features, %d draws: mean accuracy %.4f", len(rand_pairs),
+             float(np.mean(rand_acc)))
+    paper_feats = [int(f) for f in p["paper_features"]]
+    pf_ok = [0 <= f < d for f in paper_feats]
+    for f, ok in zip(paper_feats, pf_ok):
+        if not ok:
+            log.warning("paper feature %d skipped: the embeddings have d = %d features", f, d)
+    pf_svm = None
+    if len(paper_feats) >= 2 and all(pf_ok[:2]):
+        pf_svm = svm_cv_accuracy(x_all[:, paper_feats[:2]], y, folds, p["seed"], svm_c, max_iter)
+    else:
+        log.warning("SVM on the paper's features skipped: needs two named features within d = %d", d)
+    paper_block = {
+        "indices": paper_feats,
+        "sep": [float(sep[f]) if ok else None for f, ok in zip(paper_feats, pf_ok)],
+        "rank_by_sep": [int(rank[f]) if ok else None for f, ok in zip(paper_feats, pf_ok)],
+        "svm_accuracy": pf_svm["accuracy"] if pf_svm else None,
+        "kl_gaussian": [float(kl_g[f]) if ok else None for f, ok in zip(paper_feats, pf_ok)],
+    }
     w, b, train_acc = svm_boundary(x_all[:, top2], y, svm_c, max_iter)
     log.info("Sep max %.3f (feature %d); %d tag features (Sep > %g); SVM top-2 %.4f, all %.4f",
              sep[order[0]], order[0], tags.size, p["tag_threshold"], svm2["accuracy"], svm_all["accuracy"])
@@ -596,12 +717,20 @@ def compute_separability(path, p: dict, log: logging.Logger | None = None) -> St
 
     summary = {
         "svm_top2_accuracy": svm2["accuracy"],
+        "svm_random2_accuracy": float(np.mean(rand_acc)),
         "top2_features": [int(f) for f in top2],
         "n_tag_features": int(tags.size),
-        "kl_top_feature": kl_it[order[0]],
-        "kl_top_feature_gaussian": kl_g[order[0]],
+        "tag_threshold": float(p["tag_threshold"]),
+        "tag_threshold_for_paper_count": t_paper,
+        "kl_top_feature": kl_g[f0],
+        "kl_estimator": "gaussian closed form, image‖text",
+        "kl_top_feature_gaussian": kl_g[f0],
+        "kl_top_feature_density": kl_dens[f0],
+        "kl_top_feature_histogram": kl_it[f0],
+        "kl_top_feature_histogram_saturated": bool(sat),
         "svm_all_accuracy": svm_all["accuracy"],
-        "max_sep": sep[order[0]],
+        "max_sep": sep[f0],
+        "paper_features": paper_block,
     }
     details = {
         "n_image": rows["image"][0], "n_text": rows["text"][0], "dim": rows["image"][1],
@@ -616,8 +745,23 @@ def compute_separability(path, p: dict, log: logging.Logger | None = None) -> St
             for mod in MODALITIES},
         "tag_threshold": float(p["tag_threshold"]),
         "tag_features": [int(f) for f in tags],
+        "tag_threshold_curve": {
+            "criterion": "count of features with Sep > t (Eq. 5), strict",
+            "paper_count": paper_count,
+            "thresholds": [float(t) for t in grid],
+            "n_tag_features": [int(c) for c in curve],
+        },
         "kl": {
-            "estimator": "histogram plug-in KL(image || text) in nats, per feature",
+            "headline": "separability.kl_top_feature = Gaussian closed form KL(N(m_i, var_i) || N(m_t, var_t)) "
+                        "of the feature of largest Sep, population moments (nats)",
+            "density_hypothesis": "kl_top_feature_density = sum_b f_b log(f_b / g_b) over density histograms "
+                                  "f = counts / (N width), without the bin width (= histogram KL / width): "
+                                  "a guess at the paper's unstated estimator, not a divergence estimate",
+            "top_feature_bin_width": widths[f0],
+            "top_feature_density": kl_dens[f0],
+            "top_feature_histogram_saturated": bool(sat),
+            "top_feature_unmatched_mass": unmatched,
+            "estimator": "histogram plug-in KL(image || text) in nats, per feature (secondary)",
             "binning": f"{int(p['kl_bins'])} equal-width bins per feature over the pooled [min, max] of both modalities",
             "eps": eps,
             "smoothing": "eps added to every bin probability of both histograms, then renormalised",
@@ -636,6 +780,14 @@ def compute_separability(path, p: dict, log: logging.Logger | None = None) -> St
                               f"drawn uniformly without replacement (seed {int(p['seed'])})",
             "top2": {"features": [int(f) for f in top2], **svm2,
                      "boundary": {"w": w, "b": b, "training_accuracy": train_acc}},
+            "random2_control": {
+                "rule": f"{len(rand_pairs)} draws of 2 distinct features, uniform (seed [{int(p['seed'])}, 1]); "
+                        "same SVM and folds as top2",
+                "features": [[int(f) for f in pr] for pr in rand_pairs],
+                "accuracy": [float(a) for a in rand_acc],
+                "mean_accuracy": float(np.mean(rand_acc)),
+            },
+            "paper_features": ({"features": paper_feats[:2], **pf_svm} if pf_svm else None),
             "all_features": svm_all,
         },
         "zero_norm_rows": {mod: accs[mod].n_zero for mod in MODALITIES},
@@ -647,6 +799,7 @@ def compute_separability(path, p: dict, log: logging.Logger | None = None) -> St
         "mean_image": ai.mean, "mean_text": at.mean, "std_image": ai.std, "std_text": at.std,
         "abs_mean_over_std_image": ms["image"], "abs_mean_over_std_text": ms["text"],
         "kl_image_text": kl_it, "kl_text_image": kl_ti, "kl_gaussian_image_text": kl_g,
+        "kl_density_image_text": kl_dens,
         "is_tag": (sep > float(p["tag_threshold"])).astype(int),
     }
     nh = int(p["n_hist_features"])
@@ -656,7 +809,8 @@ def compute_separability(path, p: dict, log: logging.Logger | None = None) -> St
         "hist_features": order[:nh],
         "hist_edges": hists["image"].edges[order[:nh]],
         "hist_counts": {mod: hists[mod].counts[order[:nh]] for mod in MODALITIES},
-        "hist_kl": kl_it[order[:nh]],
+        "hist_kl": kl_g[order[:nh]],
+        "tag_curve": {"threshold": grid, "n_tag_features": curve},
         "svm_x": x_all[:, top2], "svm_y": y, "svm_w": w, "svm_b": b,
         "svm_accuracy": svm2["accuracy"], "top2": top2,
     }
@@ -674,6 +828,7 @@ def compute_thin_shell(path, p: dict, log: logging.Logger | None = None) -> Stag
     chunk = int(p["chunk_rows"])
     nf = min(int(p["n_features"]), rows["image"][1])
     bins = int(p["hist_bins"])
+    ddof = int(p["ddof"])
     summary, details, cols, plot = {}, {}, {"modality": [], "row": [], "norm_raw": [], "norm_centred": []}, {}
     for mod in MODALITIES:
         acc, _ = _moments(path, mod, chunk, keep_norms=True)
@@ -688,15 +843,16 @@ def compute_thin_shell(path, p: dict, log: logging.Logger | None = None) -> Stag
         if h.n_clipped:
             log.warning("%s: %d value(s) outside the histogram range were put in the end bins", mod, h.n_clipped)
         trace_c = float(acc.var.sum())
-        ts = thin_shell(cn, trace_c)
+        ts = thin_shell(cn, trace_c, ddof)
         raw = acc.norms
         log.info("%s: mu_norm %.5g, var(y) %.5g, sqrt(tr C) %.5g, rel. error %.3g%%", mod,
                  ts["mu_norm"], ts["var_y"], ts["rms_norm"], 100 * ts["rel_error"])
         summary[mod] = {k: ts[k] for k in ("mu_norm", "var_y", "rms_norm", "rel_error")}
         details[mod] = {
             "n": acc.n, **ts,
-            "trace_cov": trace_c,
-            "rms_norm_from_norms": math.sqrt(float(np.mean(cn * cn))),
+            "trace_cov": trace_c * acc.n / (acc.n - ddof) if acc.n > ddof else float("nan"),
+            "trace_cov_population": trace_c,
+            "rms_norm_from_norms": rms_norm_ddof(float(np.mean(cn * cn)), acc.n, ddof),
             "centred_norm": _quantiles(cn),
             "min_centred_norm_over_mu": float(cn.min() / ts["mu_norm"]) if ts["mu_norm"] > 0 else None,
             "raw": {
@@ -713,9 +869,12 @@ def compute_thin_shell(path, p: dict, log: logging.Logger | None = None) -> Stag
         plot[mod] = {"norm_raw": raw, "norm_centred": cn, "feat_edges": h.edges, "feat_counts": h.counts,
                      "mu_norm": ts["mu_norm"], "rms_norm": ts["rms_norm"]}
     cols = {k: np.concatenate(v) for k, v in cols.items()}
+    summary["ddof"] = ddof
     details["n_features_histogram"] = nf
-    details["conventions"] = ("population moments (ddof 0); rms_norm = sqrt(tr C) = sqrt(E||x~||^2); "
-                              "rel_error = (rms_norm - mu_norm) / rms_norm")
+    details["conventions"] = (f"ddof = {ddof} (thin_shell.ddof; 1 reproduces the paper's 7.6007): var_y = var(||x~||) "
+                              "with ddof; rms_norm = sqrt(tr C) = sqrt(E||x~||^2 * N / (N - ddof)); "
+                              "rel_error = (rms_norm - mu_norm) / rms_norm; mu_norm = E||x~|| and the mean m "
+                              "need no correction; identity_residual uses population moments")
     plot["n_features"] = nf
     return StageResult(summary, details, cols, plot)
 

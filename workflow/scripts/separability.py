@@ -18,6 +18,8 @@ def main(job):
     write_metrics(out.metrics, stage="separability", summary=res.summary, details=res.details,
                   dataset=dataset, model=model, demo=demo, params=p)
     write_csv(out.values, res.columns)  # numpy columns: written row by row, no per-cell list copies
+    tc = res.plot["tag_curve"]
+    write_csv(out.curve, {"threshold": tc["threshold"], "n_tag_features": tc["n_tag_features"]})
     label = f"({dataset} × {model})" if dataset else ""
     r = res.plot
     save_figure(gp.plot_sep_sorted(r["sep"], r["tag_threshold"], label), out.sorted_png, out.sorted_pdf, demo=demo)
