@@ -278,18 +278,19 @@ def _render_caption(rst: Path, **snakemake) -> str:
     return publish_parts(text, writer="html", settings_overrides={"report_level": 2})["body"]
 
 
-def test_paper_vs_run_caption_renders_the_table_for_the_paper_setup(tmp_path, monkeypatch):
+def test_paper_vs_run_caption_renders_the_claims_table(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    from clipgeom.outputs import write_csv
+    from clipgeom.compare import write_paper_table
+    from clipgeom.paper import evaluate_claims
 
-    write_csv("paper_vs_run.csv", {"key": ["covariance.image.mean_to_std_ratio", "separability.top2_features"],
-                                   "paper": [0.94, "[93, 134]"], "run": [0.9391, "[93, 134]"],
-                                   "abs_diff": [0.0009, ""]})
+    rows = evaluate_claims({"covariance.image.mean_to_std_ratio": 0.9391}, paper_setup=True, normalized=False,
+                           setup="coco_val2017 × ViT-B-32-openai")
+    write_paper_table("paper_vs_run.csv", rows)
     wc = {"dataset": "coco_val2017", "model": "ViT-B-32-openai"}
     body = _render_caption(REPO / "report" / "summary" / "paper_vs_run.rst", wildcards=wc,
                            params={"paper_setup": True}, output={"paper_table": "paper_vs_run.csv"})
     assert "<table" in body and "covariance.image.mean_to_std_ratio" in body and "0.9391" in body
-    assert "System Message" not in body
+    assert "System Message" not in body and "within tolerance" in body
     body = _render_caption(REPO / "report" / "summary" / "paper_vs_run.rst", wildcards=wc,
                            params={"paper_setup": False}, output={"paper_table": "paper_vs_run.csv"})
-    assert "<table" not in body and "not the" in body
+    assert "<table" in body and "not the paper" in body

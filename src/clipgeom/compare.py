@@ -20,7 +20,8 @@ from .summary import flatten
 ID_COLUMNS = ("dataset", "model")
 
 # Top-level summary.json entries that are not numbers of a stage: the demo note (a sentence) and the
-# paper comparison (rows already in paper_vs_run.csv, and only for the paper's setup).
+# paper comparison (rows already in paper_vs_run.csv). The qualitative claims (``claims.<id>``: holds /
+# fails / not applicable) do get a column each.
 SKIP_KEYS = ("note", "paper_comparison")
 
 # The main headline numbers plotted in the comparison grid, in panel order: shell-ness (Eqs. 1-4),
@@ -102,6 +103,13 @@ def write_comparison_csv(path, columns: Sequence[str], rows: Sequence[Mapping]) 
 def write_summary_table(path, summary: Mapping) -> None:
     """One summary.json as a two-column key,value CSV."""
     _write_rows(path, ("key", "value"), summary_rows(summary))
+
+
+def write_paper_table(path, rows: Sequence[Mapping]) -> None:
+    """paper_vs_run.csv: one row per claim (columns: clipgeom.paper.COLUMNS)."""
+    from .paper import COLUMNS
+
+    _write_rows(path, COLUMNS, ([r.get(c) for c in COLUMNS] for r in rows))
 
 
 def is_number(v) -> bool:

@@ -239,6 +239,25 @@ def fit_estimated_conformity(conf: np.ndarray, cos_m: np.ndarray) -> ConformityF
     return ConformityFit(a=float(a), b=float(b), pearson=pearson(conf, cos_m))
 
 
+def unit_row_identity(unit_mean: np.ndarray, mean: np.ndarray, n: int) -> dict:
+    """Why Eq. 11 fits so well: on unit rows u_j, Eq. 10 is exactly affine in cos(ū, v_j).
+
+    C_j = (N ū·u_j − 1)/(N − 1) = (N/(N−1))·‖ū‖·cos(ū, v_j) − 1/(N−1), with ū = E[u] the mean *unit* vector.
+    Eq. 11 regresses C on cos(m, v_j) with m the raw mean instead, so its Pearson r is 1 exactly when m ∥ ū
+    and falls below 1 only through the angle between m and ū. Returns the identity's slope ``identity_a``
+    = N‖ū‖/(N−1) and intercept ``identity_b`` = −1/(N−1), ``unit_mean_norm`` ‖ū‖, and
+    ``angle_mean_to_unit_mean_deg`` (the angle between m and ū). The paper's a ≈ 1.46 is the reverse
+    regression's slope, ≈ 1/identity_a.
+    """
+    unit_mean = np.asarray(unit_mean, np.float64)
+    mean = np.asarray(mean, np.float64)
+    un, mn = float(np.linalg.norm(unit_mean)), float(np.linalg.norm(mean))
+    cos = float(unit_mean @ mean / (un * mn)) if un > 0 and mn > 0 else float("nan")
+    return {"unit_mean_norm": un,
+            "angle_mean_to_unit_mean_deg": float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))),
+            "identity_a": n * un / (n - 1), "identity_b": -1.0 / (n - 1)}
+
+
 def pearson(x: np.ndarray, y: np.ndarray) -> float:
     """Pearson correlation coefficient (NaN when either input is constant)."""
     x = np.asarray(x, dtype=np.float64) - np.mean(x)

@@ -1,5 +1,5 @@
 """summary.json: every stage's headline numbers for one dataset x model, under stable nested keys,
-and — for the paper's own setup (COCO val2017 x ViT-B-32/openai) — each number beside the paper's."""
+and every claim of the papers judged on them (``claims``, ``paper_comparison``; see :mod:`clipgeom.paper`)."""
 
 from __future__ import annotations
 
@@ -27,19 +27,18 @@ def is_paper_setup(dataset_cfg: Mapping, model_cfg: Mapping) -> bool:
             and model_cfg.get("arch") == "ViT-B-32" and model_cfg.get("pretrained") == "openai")
 
 
-def paper_comparison(summary: Mapping) -> list[dict]:
-    """Rows {key, paper, run, abs_diff} for every summary key the paper reports."""
-    from .paper import PAPER_VALUES
+def setup_name(dataset: str, model: str, attrs: Mapping) -> str:
+    """``dataset × model (arch/pretrained)`` for the comparability notes."""
+    arch, weights = attrs.get("arch"), attrs.get("pretrained")
+    tail = f" ({arch}/{weights})" if arch or weights else ""
+    return f"{dataset} × {model}{tail}"
 
-    flat = flatten(summary)
-    rows = []
-    for key, paper in PAPER_VALUES.items():
-        run = flat.get(key)
-        diff = None
-        if isinstance(paper, (int, float)) and isinstance(run, (int, float)):
-            diff = abs(run - paper)
-        rows.append({"key": key, "paper": paper, "run": run, "abs_diff": diff})
-    return rows
+
+def paper_comparison(summary: Mapping, *, paper_setup: bool, normalized: bool | None, setup: str) -> list[dict]:
+    """The rows of paper_vs_run.csv: every claim of the papers judged on this summary (see clipgeom.paper)."""
+    from .paper import evaluate_claims
+
+    return evaluate_claims(flatten(summary), paper_setup=paper_setup, normalized=normalized, setup=setup)
 
 
 def build_summary(metrics_paths: Mapping[str, str | Path], *, dataset: str, model: str,
@@ -61,6 +60,11 @@ def build_summary(metrics_paths: Mapping[str, str | Path], *, dataset: str, mode
         from .outputs import DEMO_NOTE
         out["note"] = DEMO_NOTE
     out.update(stages)
-    if paper_setup:
-        out["paper_comparison"] = paper_comparison(stages)
+    norm = embeddings_attrs.get("normalized")
+    rows = paper_comparison(stages, paper_setup=paper_setup, normalized=None if norm is None else bool(norm),
+                            setup=setup_name(dataset, model, embeddings_attrs))
+    out["paper_setup"] = bool(paper_setup)
+    # qualitative claims by id: holds / fails / not applicable (the cross-model table gets one column each)
+    out["claims"] = {r["claim"]: r["status"] for r in rows if r["kind"] == "qualitative"}
+    out["paper_comparison"] = rows
     return out

@@ -12,7 +12,8 @@ from clipgeom.outputs import save_figure, write_csv, write_metrics
 from clipgeom.plots import conformity as pc
 from clipgeom.scripting import get_job, setup_logging
 
-EMPTY = {"pearson": None, "a": None, "b": None, "mean": None, "std": None, "inverse_a": None, "inverse_b": None}
+EMPTY = {"pearson": None, "a": None, "b": None, "mean": None, "std": None, "inverse_a": None, "inverse_b": None,
+         "unit_mean_norm": None, "angle_mean_to_unit_mean_deg": None, "identity_a": None, "identity_b": None}
 
 
 def main(job):
@@ -46,7 +47,9 @@ def main(job):
         summary[mod] = {"pearson": fit.pearson, "a": fit.a, "b": fit.b,
                         "mean": float(conf.mean()), "std": float(conf.std()),
                         # the reverse regression cos(m, v) = a'C + b', which the paper's a, b resemble
-                        "inverse_a": inv.a, "inverse_b": inv.b}
+                        "inverse_a": inv.a, "inverse_b": inv.b,
+                        # the exact unit-row identity behind r ≈ 1 (see clipgeom.conformity.unit_row_identity)
+                        **cf.unit_row_identity(sums.unit_mean, sums.mean, n)}
         details["modalities"][mod] = {
             "n": n, "dim": d,
             "unit_mean_norm": float(np.linalg.norm(sums.unit_mean)),
