@@ -449,8 +449,10 @@ def test_streaming_matches_brute_force(small_pair):
             xc = x - x.mean(0)
             cn = np.linalg.norm(xc, axis=1)
             assert ts.summary[mod]["mu_norm"] == pytest.approx(cn.mean(), rel=1e-10)
-            assert ts.summary[mod]["var_y"] == pytest.approx(cn.var(), rel=1e-8)
-            assert ts.summary[mod]["rms_norm"] == pytest.approx(math.sqrt(np.mean(cn ** 2)), rel=1e-10)
+            assert ts.summary[mod]["var_y"] == pytest.approx(cn.var(ddof=1), rel=1e-8)
+            # the paper's ddof = 1 (the schema default): sqrt(tr C) with C = cov(ddof=1)
+            assert ts.summary[mod]["rms_norm"] == pytest.approx(
+                math.sqrt(np.sum(cn ** 2) / (len(cn) - 1)), rel=1e-10)
             c = np.cov(x.T, bias=True)
             assert cv.columns[f"odd_{mod}"] == pytest.approx(
                 [sum(abs(c[l, k]) for k in range(16) if k != l) / c[l, l] for l in range(16)], rel=1e-8)
