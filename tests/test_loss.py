@@ -63,8 +63,8 @@ def test_alignment_plus_uniformity_is_the_loss(seed):
     for g in L.GEOMETRIES:
         s = L.logits(x, y, SCALES[g], g)
         a, u = L.alignment_uniformity(s)
-        assert a == pytest.approx(-np.mean(np.diag(s)), rel=1e-12)
-        assert a + u == pytest.approx(L.clip_loss(s), rel=1e-12, abs=1e-12)
+        assert a == pytest.approx(np.mean(np.diag(s)), rel=1e-12)  # Eq. 8's alignment term, E_j[s_jj]
+        assert -a + u == pytest.approx(L.clip_loss(s), rel=1e-12, abs=1e-12)
 
 
 def test_logits_geometries_against_definitions():
@@ -182,7 +182,7 @@ def test_subsets_partition_and_decompose(classify_at, correct_by):
                       + c[f"{q}_misclassified"] * c["n_misclassified"]) / c["n_pairs"]
         np.testing.assert_allclose(recombined, c[f"{q}_all"], rtol=1e-12, atol=1e-12)
     for s in L.SUBSETS:
-        np.testing.assert_allclose(c[f"alignment_{s}"] + c[f"uniformity_{s}"], c[f"loss_{s}"], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(c[f"alignment_loss_{s}"] + c[f"uniformity_{s}"], c[f"loss_{s}"], rtol=1e-12, atol=1e-12)
     if classify_at == "zero":
         assert len(set(c["n_correct"].tolist())) == 1  # the same pairs at every alpha
     # correct pairs: brute force on the direct logits at alpha = 0

@@ -376,6 +376,62 @@ def off_diagonal_dominance(cov) -> np.ndarray:
         return np.where(diag > 0, off / diag, np.inf)
 
 
+def _odd_median_of(x) -> float:
+    """Median over features of Eq. 6's ODD of the population covariance of the rows ``x`` (N × d)."""
+    xc = np.asarray(x, float)
+    xc = xc - xc.mean(axis=0)
+    return float(np.median(off_diagonal_dominance(xc.T @ xc / len(xc))))
+
+
+def odd_null_medians(x, reps: int, seed: int = 0) -> dict:
+    """Null baselines of the median ODD (Eq. 6) of the rows ``x`` (N × d), ``reps`` draws of each:
+
+    * ``permutation``: every column of the centred data permuted independently (destroys the
+      correlations between features, keeps each feature's marginal distribution), covariance and ODD
+      recomputed;
+    * ``gaussian``: N × d draws of an untilted (diagonal) Gaussian with the same per-feature variances.
+
+    Both give the ODD that sampling noise alone produces at this N and d (an untilted Gaussian with
+    CLIP-like variances has median ODD ≈ 6.5 at N = 5000, d = 512: every feature "≥ 1").  Returns
+    ``{observed, permutation: [reps medians], gaussian: [reps medians]}``.
+    """
+    rng = np.random.default_rng(seed)
+    xc = np.asarray(x, float)
+    xc = xc - xc.mean(axis=0)
+    n = len(xc)
+    sd = np.sqrt(np.mean(xc * xc, axis=0))
+    perm, gau = [], []
+    for _ in range(int(reps)):
+        perm.append(_odd_median_of(rng.permuted(xc, axis=0)))
+        gau.append(_odd_median_of(rng.standard_normal(xc.shape) * sd))
+    return {"observed": _odd_median_of(xc), "n": n, "permutation": perm, "gaussian": gau}
+
+
+def odd_null_summary(observed: float, perm, gau) -> dict:
+    """Summary keys of :func:`odd_null_medians`: null means, ratio to the larger null, permutation p-value.
+
+    ``odd_p_value = (1 + #{permutation null median >= observed}) / (1 + reps)``.
+    """
+    perm, gau = np.asarray(perm, float), np.asarray(gau, float)
+    if perm.size == 0:
+        return {"odd_median_null_permutation": None, "odd_median_null_gaussian": None,
+                "odd_median_ratio_to_null": None, "odd_p_value": None}
+    mp, mg = float(perm.mean()), float(gau.mean())
+    top = max(mp, mg)
+    return {"odd_median_null_permutation": mp, "odd_median_null_gaussian": mg,
+            "odd_median_ratio_to_null": float(observed / top) if top > 0 else None,
+            "odd_p_value": float((1 + np.sum(perm >= observed)) / (1 + perm.size))}
+
+
+ODD_NULL_ESTIMATOR = (
+    "median over features of Eq. 6's ODD against two nulls of the same N x d, covariance.null_reps draws each: "
+    "(a) every column of the centred data permuted independently (no correlation, same marginals); "
+    "(b) an untilted Gaussian with the same per-feature variances. odd_median_null_* are means over the draws; "
+    "odd_median_ratio_to_null = observed median / the larger null mean; odd_p_value = (1 + #{permutation "
+    "median >= observed}) / (1 + reps). Computed on at most covariance.null_max_rows rows per modality "
+    "(seeded subsample, covariance.seed); the observed median of the ratio and p-value is on the same rows")
+
+
 def _eigh(cov):
     """numpy's eigh with BLAS on one thread: for d ~ 512 that is as fast, and multithreaded LAPACK
     slows down by orders of magnitude when the cores are oversubscribed (parallel Snakemake jobs)."""
@@ -486,6 +542,19 @@ def root_vector(sum_unit_i, n_i: int, sum_unit_t, n_t: int) -> np.ndarray:
     """[ROOT]: the mean of all L2-normalised image and text embeddings together,
     (Σ v̂_i + Σ v̂_t) / (N_i + N_t)."""
     return (np.asarray(sum_unit_i, float) + np.asarray(sum_unit_t, float)) / float(n_i + n_t)
+
+
+ROOT_DISTANCE_FORM = "(1 - cos(v, ROOT)) / 2 in [0, 1]"
+
+
+def scaled_cosine_distance(x, ref) -> np.ndarray:
+    """EuCLIP's scaled cosine distance from [ROOT], (1 − cos(v_j, ref)) / 2 ∈ [0, 1] (NaN for a zero row).
+
+    Source: ../shared/papers/001_cc9a41b30d4fca13.txt, Figure 2 caption: "Note that this scaled
+    "cosine distance" $\\in [0, 1]$ even though most of the embeddings are no further than $0.5$ from the
+    root, replicating the cone effect".  The threshold 0.5 thus means cos(v, ROOT) ≥ 0 (not 1 − cos ≤ 0.5).
+    """
+    return 0.5 * cosine_distance(x, ref)
 
 
 def cosine_distance(x, ref) -> np.ndarray:
@@ -895,6 +964,28 @@ def ks_chi(x, k: int) -> tuple[float, float]:
     return d, float(kolmogorov(math.sqrt(n) * d))
 
 
+def ks_chi_heldout(x, seed: int = 0, rtol: float = 1e-10) -> tuple[float, float, int] | None:
+    """Calibrated KS test of ‖z‖ against chi(k): mean and whitening fitted on a random half of the rows
+    ``x`` (seeded), the other half's whitened norms tested.  In-sample (:func:`ks_chi` on the rows the
+    whitening was fitted on) the test is uncalibrated: an exactly Gaussian sample of N = 5000, d = 512
+    gives p ≈ 0.04.  Returns ``(statistic, p-value, k)``, or None when a half has no more rows than d.
+    """
+    x = np.asarray(x, float)
+    n, d = x.shape
+    perm = np.random.default_rng(seed).permutation(n)
+    fit, test = x[perm[: n // 2]], x[perm[n // 2:]]
+    if len(fit) <= d or len(test) < 2:
+        return None
+    m = fit.mean(axis=0)
+    fc = fit - m
+    w, lam = whitening_matrix(fc.T @ fc / len(fc), rtol)
+    if lam.size == 0:
+        return None
+    zn = np.linalg.norm((test - m) @ w.T, axis=1)
+    st, pv = ks_chi(zn, lam.size)
+    return st, pv, int(lam.size)
+
+
 def compute_covariance(path, p: dict, log: logging.Logger | None = None) -> StageResult:
     """Props. 3–5, Eq. 6, Fig. 5 and the whitening of the supplementary, per modality.
 
@@ -910,7 +1001,12 @@ def compute_covariance(path, p: dict, log: logging.Logger | None = None) -> Stag
     cols = {"index": np.arange(d)}
     accs = {}
     for mod in MODALITIES:
-        acc, _ = _moments(path, mod, chunk, full_cov=True)
+        n_rows = rows[mod][0]
+        reps = int(p.get("null_reps", 0))
+        rng_s = np.random.default_rng(int(p.get("seed", 0)))
+        m_null = min(n_rows, int(p.get("null_max_rows", 5000)))
+        idx = np.sort(rng_s.choice(n_rows, m_null, replace=False)) if reps > 0 or p["whiten"] else None
+        acc, sample = _moments(path, mod, chunk, full_cov=True, sample_idx=idx)
         _log_zero(acc, mod, log)
         accs[mod] = acc
         c = acc.cov
@@ -935,6 +1031,11 @@ def compute_covariance(path, p: dict, log: logging.Logger | None = None) -> Stag
             "zero_norm_rows": acc.n_zero,
         }
         summary[mod] = {"mean_to_std_ratio": ratio, "effective_rank": er}
+        if reps > 0:
+            nulls = odd_null_medians(sample, reps, int(p.get("seed", 0)))
+            summary[mod].update(odd_null_summary(nulls["observed"], nulls["permutation"], nulls["gaussian"]))
+            summary[mod]["odd_null_estimator"] = ODD_NULL_ESTIMATOR
+            det["odd_null"] = {**nulls, "rows": int(m_null)}
         log.info("%s: ||m||/||sigma|| %.4g, effective rank %.4g (PR %.4g), ODD>=1 for %.1f%% of features, "
                  "mean pairwise cosine %.4g", mod, ratio, er, pr, 100 * det["odd"]["frac_ge_1"], cone)
         plot[mod] = {"var": var, "odd": odd, "eig": eig, "effective_rank": er, "participation_ratio": pr}
@@ -966,6 +1067,7 @@ def compute_covariance(path, p: dict, log: logging.Logger | None = None) -> Stag
             zn = np.concatenate(zn)
             kurt = excess_kurtosis(s2 / acc.n, s4 / acc.n)
             ks = ks_chi(zn, k) if k > 0 else None
+            ho = ks_chi_heldout(sample, int(p.get("seed", 0)), float(p["eig_rtol"]))
             det["whitening"] = {
                 "method": "PCA whitening z = Lambda^-1/2 U^T (v - m), eigen-directions with "
                           "lambda > eig_rtol * lambda_max",
@@ -974,6 +1076,11 @@ def compute_covariance(path, p: dict, log: logging.Logger | None = None) -> Stag
                 "chi_mean": chi_mean(k) if k else None, "chi_var": float(k - chi_mean(k) ** 2) if k else None,
                 "ks_statistic_vs_chi": ks[0] if ks else None,
                 "ks_pvalue_vs_chi": ks[1] if ks else None,
+                "ks_stat_heldout": ho[0] if ho else None,
+                "ks_p_heldout": ho[1] if ho else None,
+                "ks_calibration": "ks_p_heldout is the calibrated test (whitening fitted on a seeded random half of "
+                                  "at most null_max_rows rows, the other half tested); ks_pvalue_vs_chi is "
+                                  "in-sample and uncalibrated (too small even for exactly Gaussian data)",
                 "excess_kurtosis": {**_quantiles(kurt), "mean_abs": float(np.mean(np.abs(kurt)))},
                 "note": "for a multivariate normal ||z|| ~ chi(kept_dims) and every axis has excess kurtosis 0",
             }
@@ -1006,7 +1113,7 @@ def compute_covariance(path, p: dict, log: logging.Logger | None = None) -> Stag
 
 
 def compute_origin_distance(path, p: dict, log: logging.Logger | None = None) -> StageResult:
-    """EuCLIP Fig. 2: per modality, ‖v‖ (distance from the origin, raw) and 1 − cos(v, [ROOT]).
+    """EuCLIP Fig. 2: per modality, ‖v‖ (distance from the origin, raw) and (1 − cos(v, [ROOT])) / 2.
 
     Pass 1 (O(N·d)): raw norms and Σ v̂ per modality → [ROOT].  Pass 2 (O(N·d)): cosine distances.
     """
@@ -1020,18 +1127,18 @@ def compute_origin_distance(path, p: dict, log: logging.Logger | None = None) ->
         _log_zero(accs[mod], mod, log)
     ai, at = accs["image"], accs["text"]
     root = root_vector(ai.sum_unit, ai.n_unit, at.sum_unit, at.n_unit)
-    summary = {"near_root_threshold": thr}
+    summary = {"near_root_threshold": thr, "root_distance_form": ROOT_DISTANCE_FORM}
     details = {"root_norm": float(np.linalg.norm(root)),
                "definitions": {
                    "origin_distance": "||v|| of the raw embedding",
                    "root": "mean of all L2-normalised image and text embeddings together",
-                   "root_cosine_distance": "1 - cos(v, ROOT)",
+                   "root_cosine_distance": ROOT_DISTANCE_FORM + " (EuCLIP Fig. 2's scaled cosine distance)",
                    "frac_near_root": "fraction of rows with root_cosine_distance <= near_root_threshold"}}
     cols = {"modality": [], "row": [], "origin_distance": [], "root_cosine_distance": []}
     plot = {"near_root_threshold": thr}
     for mod in MODALITIES:
         acc = accs[mod]
-        cd = np.concatenate([cosine_distance(x, root) for x in iter_embedding_chunks(path, mod, chunk)])
+        cd = np.concatenate([scaled_cosine_distance(x, root) for x in iter_embedding_chunks(path, mod, chunk)])
         norms = acc.norms
         ok = np.isfinite(cd)
         frac = float(np.mean(cd[ok] <= thr)) if ok.any() else float("nan")

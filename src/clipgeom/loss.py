@@ -13,10 +13,14 @@ Conventions used throughout
 
 * Per-pair terms (Eq. 8 split pair by pair)::
 
-      alignment_j  = -S[j, j]
-      uniformity_j = 1/2 log sum_k exp S[j, k]   (image j against every text)
-                   + 1/2 log sum_k exp S[k, j]   (text j against every image)
-      loss_j       = alignment_j + uniformity_j          and   Eq. 7 = mean_j loss_j.
+      alignment_j      = S[j, j]                 (Eq. 8's overbraced "alignment" term, as the paper writes it)
+      alignment_loss_j = -S[j, j] = -alignment_j (that term with the minus sign it carries in Eq. 8)
+      uniformity_j     = 1/2 log sum_k exp S[j, k]   (image j against every text)
+                       + 1/2 log sum_k exp S[k, j]   (text j against every image)
+      loss_j           = alignment_loss_j + uniformity_j = -alignment_j + uniformity_j,  Eq. 7 = mean_j loss_j.
+
+  The curves (``curves.csv``) hold ``alignment_loss_*`` (the summand of the loss), never an unsigned
+  "alignment" column, so that ``loss = alignment_loss + uniformity`` column by column.
 
 * "Correctly classified" (default ``image_to_text``): the matched caption is the image's top-1, i.e.
   ``S[j, j] >= max_k S[j, k]`` (an exact tie counts as correct). ``text_to_image`` uses the column
@@ -100,12 +104,13 @@ def clip_loss(s: np.ndarray) -> float:
 
 
 def alignment_uniformity(s: np.ndarray) -> tuple[float, float]:
-    """Eq. 8: ``(alignment, uniformity)`` with ``alignment + uniformity = clip_loss(s)`` (Eq. 7).
+    """Eq. 8: ``(alignment, uniformity)`` as the paper writes them, with ``-alignment + uniformity = clip_loss(s)``
+    (Eq. 7: ``l = -E_j[s_jj] + uniformity``).
 
-    alignment ``= -E_j[S[j, j]]``; uniformity ``= E_k[1/2 log sum_j e^{S[k, j]} + 1/2 log sum_j e^{S[j, k]}]``.
+    alignment ``= E_j[S[j, j]]``; uniformity ``= E_k[1/2 log sum_j e^{S[k, j]} + 1/2 log sum_j e^{S[j, k]}]``.
     """
     s = np.asarray(s, np.float64)
-    align = -float(np.mean(np.diagonal(s)))
+    align = float(np.mean(np.diagonal(s)))
     unif = float(np.mean(0.5 * _lse(s, 1) + 0.5 * _lse(s, 0)))
     return align, unif
 
@@ -129,6 +134,12 @@ class PairTerms:
 
     @property
     def alignment(self) -> np.ndarray:
+        """Eq. 8's alignment term per pair, S[j, j] (enters the loss with a minus sign)."""
+        return self.diag
+
+    @property
+    def alignment_loss(self) -> np.ndarray:
+        """-S[j, j]: the alignment summand of the loss, ``loss = alignment_loss + uniformity``."""
         return -self.diag
 
     @property
@@ -137,7 +148,7 @@ class PairTerms:
 
     @property
     def loss(self) -> np.ndarray:
-        return self.alignment + self.uniformity
+        return self.alignment_loss + self.uniformity
 
     def correct(self, correct_by: str = "image_to_text") -> np.ndarray:
         if correct_by == "image_to_text":
@@ -651,7 +662,7 @@ def select_pairs(emb, policy: str = "first", seed: int = 0) -> tuple[np.ndarray,
     raise ValueError(f"unknown caption_policy {policy!r}; expected one of {CAPTION_POLICIES}")
 
 
-CURVE_KEYS = ("loss", "alignment", "uniformity")
+CURVE_KEYS = ("loss", "alignment_loss", "uniformity")
 SUBSETS = ("all", "correct", "misclassified")
 
 
@@ -665,7 +676,7 @@ def curves_from_terms(terms: list[PairTerms], correct_by: str = "image_to_text",
     model as trained), so each subset holds the same pairs at every alpha; ``"each"``: pairs are classified
     anew at every alpha.
 
-    Returns arrays over alpha: ``{loss,alignment,uniformity}_{all,correct,misclassified}`` (means over the
+    Returns arrays over alpha: ``{loss,alignment_loss,uniformity}_{all,correct,misclassified}`` (means over the
     pairs of the subset, pooled over batches; NaN for an empty subset), ``n_pairs``, ``n_correct``,
     ``n_misclassified``, ``accuracy_i2t``, ``accuracy_t2i``.
     """
@@ -685,7 +696,7 @@ def curves_from_terms(terms: list[PairTerms], correct_by: str = "image_to_text",
                 raise ValueError("classify_at='zero' needs alpha = 0 on the grid")
             ok = np.broadcast_to(ok[i0[0]], ok.shape)
         masks = {"all": np.ones_like(ok), "correct": ok, "misclassified": ~ok}
-        vals = {"loss": t.loss, "alignment": t.alignment, "uniformity": t.uniformity}
+        vals = {"loss": t.loss, "alignment_loss": t.alignment_loss, "uniformity": t.uniformity}
         for s, mk in masks.items():
             counts[s] += mk.sum(1)
             for q in CURVE_KEYS:
@@ -720,12 +731,46 @@ def value_at_zero(alphas: np.ndarray, values: np.ndarray) -> float | None:
     return float(np.asarray(values)[i[0]]) if i.size else None
 
 
+def trend(alphas: np.ndarray, values: np.ndarray, lo: float = 0.0, hi: float = 1.0) -> float | None:
+    """Spearman rank correlation of ``values`` with alpha over the grid points in [lo, hi] (Fig. 6's claim).
+
+    −1: the curve falls monotonically from lo to hi; +1: it rises monotonically. None with fewer than 3
+    finite points or a constant curve. Ties get average ranks.
+    """
+    a = np.asarray(alphas, np.float64)
+    v = np.asarray(values, np.float64)
+    keep = (a >= lo - 1e-9) & (a <= hi + 1e-9) & np.isfinite(v)
+    if keep.sum() < 3:
+        return None
+    ra, rv = _ranks(a[keep]), _ranks(v[keep])
+    ra, rv = ra - ra.mean(), rv - rv.mean()
+    den = np.sqrt((ra @ ra) * (rv @ rv))
+    return float(ra @ rv / den) if den > 0 else None
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Average ranks (1-based) of ``x``."""
+    order = np.argsort(x, kind="stable")
+    r = np.empty(len(x), np.float64)
+    r[order] = np.arange(1, len(x) + 1)
+    for u in np.unique(x):  # average the ranks of ties
+        tie = x == u
+        if tie.sum() > 1:
+            r[tie] = r[tie].mean()
+    return r
+
+
 def shift_summary(alphas: np.ndarray, curves: dict) -> dict:
-    """``{argmin_alpha: {all, correct, misclassified}, loss_at_zero, accuracy_at_zero}`` of one curve set."""
+    """``{argmin_alpha: {all, correct, misclassified}, loss_at_zero, accuracy_at_zero, trend_0_1}`` of one curve set.
+
+    ``trend_0_1``: :func:`trend` of the correct and misclassified pairs' loss over α ∈ [0, 1] (the paper:
+    the correct pairs' loss decreases monotonically toward α = 1, the misclassified pairs' loss increases).
+    """
     return {
         "argmin_alpha": {s: argmin_alpha(alphas, curves[f"loss_{s}"]) for s in SUBSETS},
         "loss_at_zero": value_at_zero(alphas, curves["loss_all"]),
         "accuracy_at_zero": value_at_zero(alphas, curves["accuracy_i2t"]),
+        "trend_0_1": {s: trend(alphas, curves[f"loss_{s}"]) for s in ("correct", "misclassified")},
     }
 
 
@@ -764,7 +809,8 @@ DEFINITIONS = {
     "shift": "Eq. 9: v' = v - alpha * m, m the mean of the RAW embeddings of the shifted modality over every row "
              "of embeddings.h5; the other modality is unchanged; cosine re-normalises after shifting",
     "loss": "Eq. 7 per pair j: -S[j,j] + 1/2 logsumexp_k S[j,k] + 1/2 logsumexp_k S[k,j] (rows images, columns "
-            "texts, softmax over the whole batch); alignment = -S[j,j], uniformity = the two half "
+            "texts, softmax over the whole batch); alignment_loss = -S[j,j] (minus Eq. 8's alignment term "
+            "E_j[s_jj]), uniformity = the two half "
             "log-sum-exps (Eq. 8); subset values are means over the subset's pairs",
     "correct": "a pair is correctly classified when its logit attains the maximum of its row (image_to_text), "
                "of its column (text_to_image) or both, as set by correct_by; ties count as correct; "
@@ -850,7 +896,9 @@ def compute_alpha_sweep(path, p: dict, log=None, threads: int | None = None) -> 
     else:
         log.warning("cosine is not among the geometries: the top-level summary keys are null")
         summary.update({f"{s}_shift": {"argmin_alpha": {k: None for k in SUBSETS}, "loss_at_zero": None,
-                                        "accuracy_at_zero": None} for s in SHIFTS})
+                                        "accuracy_at_zero": None,
+                                        "trend_0_1": {"correct": None, "misclassified": None}}
+                        for s in SHIFTS})
     for g in geometries:
         if g != "cosine":
             summary[g] = block(g)

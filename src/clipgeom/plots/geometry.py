@@ -315,19 +315,20 @@ def plot_origin_distance(per_mod: dict, bins: int = 60, label: str = ""):
 
 
 def plot_root_distance(per_mod: dict, threshold: float, bins: int = 60, label: str = ""):
-    """Distribution of 1 − cos(v, [ROOT]) per modality; most mass below ``threshold`` = the cone."""
+    """Distribution of EuCLIP's scaled cosine distance (1 − cos(v, [ROOT])) / 2 ∈ [0, 1] per modality;
+    most mass below ``threshold`` = the cone."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     allv = np.concatenate([_finite(per_mod[m]["root_cosine_distance"]) for m in ("image", "text")])
-    hi = max(float(allv.max()) if allv.size else 1.0, threshold) * 1.05
-    edges = np.linspace(0.0, hi, bins + 1)
+    edges = np.linspace(0.0, 1.0, bins + 1)  # (1 - cos)/2 lies in [0, 1]
     for mod in ("image", "text"):
         v = _finite(per_mod[mod]["root_cosine_distance"])
         frac = float(np.mean(v <= threshold)) if v.size else float("nan")
         ax.hist(v, bins=edges, histtype="stepfilled", density=True, alpha=0.5, color=COLORS[mod],
                 label=f"{mod} ({100 * frac:.1f}% ≤ {threshold:g})")
     ax.axvline(threshold, color="k", ls="--", lw=1)
-    ax.set_xlabel("cosine distance from [ROOT]")
+    ax.set_xlabel("scaled cosine distance (1 − cos(v, [ROOT])) / 2")
+    ax.set_xlim(0.0, 1.0)
     ax.set_ylabel("density")
     ax.set_title(f"Cosine distance from [ROOT] {label}".strip(), fontsize=10)
     ax.legend(fontsize=8)

@@ -66,9 +66,9 @@ def plot_loss_curves(alphas, curves: dict, shifts=("image", "text"), label: str 
             ax.set_ylabel("loss (Eq. 7)")
         ax = row[3]
         i0 = int(np.argmin(np.abs(alphas)))
-        for q, ls in (("alignment", "-"), ("uniformity", "--")):
+        for q, ls, lab in (("alignment_loss", "-", "−alignment = −E[s_jj]"), ("uniformity", "--", "uniformity")):
             y = np.asarray(c[f"{q}_all"], float)
-            ax.plot(alphas, y - y[i0], ls, color="tab:purple" if q == "alignment" else "tab:olive", label=q)
+            ax.plot(alphas, y - y[i0], ls, color="tab:purple" if q == "alignment_loss" else "tab:olive", label=lab)
         _vline0(ax)
         ax.set_title("Eq. 8 terms (all pairs), change from α=0", fontsize=9)
         ax.set_xlabel("α")
