@@ -85,9 +85,9 @@ def _above_null(ratio_key: str, p_key: str, p_max: float = 0.05):
 
 
 _SVM = "5-fold CV accuracy of a linear SVM (standardised features)"
-_SHELL = "moments of ||x~|| over the modality's rows, x~ = v - m, with thin_shell.ddof (default 1, the paper's)"
+_SHELL = "moments of ‖x~‖ over the modality's rows, x~ = v - m, with thin_shell.ddof (default 1, the paper's)"
 _REVERSE = ("least squares of the reverse regression cos(m, v) = a·C + b (the paper's a > 1 cannot be the forward "
-            "fit of Eq. 11, whose slope is about ||ū|| <= 1)")
+            "fit of Eq. 11, whose slope is about ‖ū‖ <= 1)")
 
 
 def _claims() -> tuple[Claim, ...]:
@@ -99,7 +99,7 @@ def _claims() -> tuple[Claim, ...]:
                          f"thin_shell.image.{name}", _SHELL, paper=value, tol=tol, rel=rel, needs_raw=True))
     for mod in ("image", "text"):
         out.append(Claim(f"thin_shell.{mod}.is_thin", "§3, Eq. 3",
-                         f"{mod}: the centred embeddings lie on a thin shell (E||x~|| ≈ sqrt(E||x~||²))",
+                         f"{mod}: the centred embeddings lie on a thin shell (E‖x~‖ ≈ sqrt(E‖x~‖²))",
                          f"thin_shell.{mod}.rel_error", _SHELL, test=_at_most(f"thin_shell.{mod}.rel_error", 0.01),
                          test_text="rel_error <= 0.01", needs_raw=True))
     # --- §4 separability (Property 1, Eq. 5, Figs. 2-3)
@@ -126,10 +126,10 @@ def _claims() -> tuple[Claim, ...]:
               "(the paper's estimator is not stated; the closed form is the inferred one)",
               paper=301.0, tol=0.25, rel=True),
         # --- §4 covariance and offset (Properties 3-5, Eq. 6, Fig. 5)
-        Claim("covariance.image.mean_to_std_ratio", "§4, Property 4", "images: ||m_i|| / ||σ_i|| = 0.94",
+        Claim("covariance.image.mean_to_std_ratio", "§4, Property 4", "images: ‖m_i‖ / ‖σ_i‖ = 0.94",
               "covariance.image.mean_to_std_ratio", "norm of the raw mean over norm of the per-feature std vector",
               paper=0.94, tol=0.05, rel=True, needs_raw=True),
-        Claim("covariance.text.mean_to_std_ratio", "§4, Property 4", "text: ||m_t|| / ||σ_t|| = 1.03",
+        Claim("covariance.text.mean_to_std_ratio", "§4, Property 4", "text: ‖m_t‖ / ‖σ_t‖ = 1.03",
               "covariance.text.mean_to_std_ratio", "norm of the raw mean over norm of the per-feature std vector",
               paper=1.03, tol=0.05, rel=True, needs_raw=True),
     ]
@@ -148,7 +148,7 @@ def _claims() -> tuple[Claim, ...]:
         Claim("alpha_sweep.total_lowest_near_zero", "§5, Fig. 6, Property 6",
               "the total loss is lowest near α = 0 (CLIP as trained)", f"{sw}.argmin_alpha.all",
               "argmin over the α grid of Eq. 7 on the whole set as one batch (image shift, Eq. 9)",
-              test=_abs_at_most(f"{sw}.argmin_alpha.all", 0.1), test_text="|argmin α| <= 0.1", paper_only=False),
+              test=_abs_at_most(f"{sw}.argmin_alpha.all", 0.1), test_text="abs(argmin α) <= 0.1", paper_only=False),
         Claim("alpha_sweep.correct_decreases", "§5, Fig. 6",
               "the loss of correctly classified pairs decreases monotonically as α → 1",
               f"{sw}.trend_0_1.correct", "Spearman ρ of the correct pairs' loss with α over α ∈ [0, 1]",
@@ -181,7 +181,7 @@ def _claims() -> tuple[Claim, ...]:
         Claim("kl_matching.lowest_near_zero", "§6, Fig. 11",
               "the conformity distributions match best near α = 0", "kl_matching.argmin_alpha",
               "argmin over the α grid of the KL between shifted-image and text conformity",
-              test=_abs_at_most("kl_matching.argmin_alpha", 0.1), test_text="|argmin α| <= 0.1", paper_only=False),
+              test=_abs_at_most("kl_matching.argmin_alpha", 0.1), test_text="abs(argmin α) <= 0.1", paper_only=False),
         Claim("prediction_1", "§6, Prediction 1", "common themes are embedded closer to the mean vector",
               "concept_frequency", "needs each concept's training frequency (a model trained here)",
               test=lambda flat: None, test_text="not measurable without training-set frequencies",
