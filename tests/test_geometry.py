@@ -475,7 +475,8 @@ def test_streaming_matches_brute_force(small_pair):
         # ROOT: mean of all normalised rows together
         both = np.r_[a, b]
         root = (both / np.linalg.norm(both, axis=1, keepdims=True)).mean(0)
-        cd_a = 1 - (a @ root) / (np.linalg.norm(a, axis=1) * np.linalg.norm(root))
+        # EuCLIP's scaled cosine distance (1 - cos)/2 in [0, 1]
+        cd_a = (1 - (a @ root) / (np.linalg.norm(a, axis=1) * np.linalg.norm(root))) / 2
         assert od.summary["image"]["median_root_cosine_distance"] == pytest.approx(np.median(cd_a), rel=1e-9)
         assert od.summary["image"]["frac_near_root"] == pytest.approx(np.mean(cd_a <= 0.5))
         assert od.details["text"]["zero_norm_rows"] == 0  # files never hold one (tests/test_faults_arrays.py)

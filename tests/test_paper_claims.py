@@ -114,6 +114,30 @@ def test_qualitative_claims_hold_fail_or_do_not_apply():
     assert all(r["status"] in ("holds", "fails", "not applicable") for r in st.values() if r["kind"] == "qualitative")
 
 
+def test_claims_about_raw_norms_do_not_apply_to_normalised_rows():
+    """Centred unit rows can look like a thin shell too; that says nothing about CLIP's raw embeddings."""
+    flat = {"thin_shell.image.rel_error": 0.006, "thin_shell.text.rel_error": 0.2}
+    raw = {r["claim"]: r for r in pp.evaluate_claims(flat, paper_setup=False, normalized=False, setup="x")}
+    assert raw["thin_shell.image.is_thin"]["status"] == "holds"
+    assert raw["thin_shell.text.is_thin"]["status"] == "fails"
+    unit = {r["claim"]: r for r in pp.evaluate_claims(flat, paper_setup=False, normalized=True, setup="x")}
+    for mod in ("image", "text"):
+        r = unit[f"thin_shell.{mod}.is_thin"]
+        assert r["status"] == "not applicable" and not r["comparable"]
+        assert "normalised" in r["why"]
+    # on the paper's setup the raw-rows reason is the one given, not the setup's
+    paper = {r["claim"]: r for r in pp.evaluate_claims(flat, paper_setup=True, normalized=True, setup="x")}
+    assert "normalised" in paper["thin_shell.image.is_thin"]["why"]
+
+
+def test_setup_name_leaves_out_what_an_imported_file_does_not_say():
+    from clipgeom.summary import setup_name
+
+    assert setup_name("clip500", "vitb16", {"pretrained": "imported"}) == "clip500 × vitb16 (imported)"
+    assert setup_name("coco", "b32", {"arch": "ViT-B-32", "pretrained": "openai"}) == "coco × b32 (ViT-B-32/openai)"
+    assert setup_name("d", "m", {}) == "d × m"
+
+
 def test_within_tolerance_edges():
     assert pp.within_tolerance(0.94 * 1.049, 0.94, 0.05, True)
     assert not pp.within_tolerance(0.94 * 1.06, 0.94, 0.05, True)

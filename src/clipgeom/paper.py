@@ -223,10 +223,10 @@ def comparability(claim: Claim, run, *, paper_setup: bool, normalized: bool | No
         return False, claim.never_comparable
     if run is None:
         return False, "not computed by this run"
-    if claim.paper_only and not paper_setup:
-        return False, f"{setup} is not the paper's setup ({PAPER_SETUP})"
     if claim.needs_raw and normalized:
         return False, "the rows are L2-normalised: raw norms and offsets are lost"
+    if claim.paper_only and not paper_setup:
+        return False, f"{setup} is not the paper's setup ({PAPER_SETUP})"
     if not paper_setup:
         return False, f"qualitative claim evaluated on {setup}; the paper observed it on {PAPER_SETUP}"
     if claim.needs_raw and normalized is None:
@@ -246,7 +246,8 @@ def evaluate_claims(flat: Mapping, *, paper_setup: bool, normalized: bool | None
         run = flat.get(c.key)
         comparable, why = comparability(c, run, paper_setup=paper_setup, normalized=normalized, setup=setup)
         if c.kind == "qualitative":
-            ok = c.test(flat)
+            # a claim about raw embeddings says nothing about L2-normalised rows: not applicable there
+            ok = None if (c.needs_raw and normalized) else c.test(flat)
             status = NOT_APPLICABLE if ok is None else (HOLDS if ok else FAILS)
             within = None
         else:

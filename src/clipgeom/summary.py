@@ -29,8 +29,8 @@ def is_paper_setup(dataset_cfg: Mapping, model_cfg: Mapping) -> bool:
 
 def setup_name(dataset: str, model: str, attrs: Mapping) -> str:
     """``dataset × model (arch/pretrained)`` for the comparability notes."""
-    arch, weights = attrs.get("arch"), attrs.get("pretrained")
-    tail = f" ({arch}/{weights})" if arch or weights else ""
+    parts = [str(attrs[k]) for k in ("arch", "pretrained") if attrs.get(k)]
+    tail = f" ({'/'.join(parts)})" if parts else ""
     return f"{dataset} × {model}{tail}"
 
 
