@@ -15,11 +15,17 @@ import os
 import platform
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 # Snakemake sets these to the job's `threads:` for every shell/script job (snakemake/shell.py).
-SNAKEMAKE_THREAD_VARS = ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                         "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+SNAKEMAKE_THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "GOTO_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 
 
 def load1() -> float | None:
@@ -39,13 +45,23 @@ def loadavg() -> list[float] | None:
 
 
 def machine() -> dict:
-    return {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
-            "processor": platform.processor() or platform.machine()}
+    return {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "processor": platform.processor() or platform.machine(),
+    }
 
 
-def settle(max_load: float, settle_s: float, poll_s: float = 5.0, *,
-           getload: Callable[[], float | None] = load1, sleep: Callable[[float], None] = time.sleep,
-           clock: Callable[[], float] = time.monotonic) -> tuple[float | None, float]:
+def settle(
+    max_load: float,
+    settle_s: float,
+    poll_s: float = 5.0,
+    *,
+    getload: Callable[[], float | None] = load1,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[float | None, float]:
     """Wait (polling every `poll_s`) until the 1-minute load average is at most `max_load`, for at most
     `settle_s` seconds. Returns (the load average when it stopped waiting, seconds waited)."""
     t0 = clock()

@@ -47,10 +47,10 @@ def pairwise_conformity(x: np.ndarray, block: int = 2048) -> np.ndarray:
     n = len(u)
     out = np.empty(n)
     for s in range(0, n, block):
-        sims = u[s:s + block] @ u.T                       # (b, N) cosines
+        sims = u[s : s + block] @ u.T  # (b, N) cosines
         rows = np.arange(sims.shape[0])
-        sims[rows, s + rows] = 0.0                        # drop k = j
-        out[s:s + block] = sims.sum(axis=1) / (n - 1)
+        sims[rows, s + rows] = 0.0  # drop k = j
+        out[s : s + block] = sims.sum(axis=1) / (n - 1)
     return out
 
 
@@ -67,10 +67,13 @@ def bench_in_memory(n: int, d: int, repeats: int) -> dict:
     slow_time, slow_cpu = time.perf_counter() - t0, time.process_time() - c0
     t_fast = min(fast_times)
     return {
-        "n": n, "d": d,
-        "identity_seconds": t_fast, "identity_seconds_all": fast_times,
+        "n": n,
+        "d": d,
+        "identity_seconds": t_fast,
+        "identity_seconds_all": fast_times,
         "identity_cpu_seconds": min(fast_cpu),
-        "pairwise_seconds": slow_time, "pairwise_cpu_seconds": slow_cpu,
+        "pairwise_seconds": slow_time,
+        "pairwise_cpu_seconds": slow_cpu,
         "pairwise_method": "float64 unit rows, cosine matrix in blocks of 2048 rows (BLAS), diagonal removed",
         "speedup": slow_time / t_fast,
         "speedup_cpu": slow_cpu / min(fast_cpu),
@@ -83,6 +86,7 @@ def bench_in_memory(n: int, d: int, repeats: int) -> dict:
 def write_big_h5(path: Path, n: int, d: int, chunk_rows: int) -> float:
     """A text-only embeddings file (the datasets iter_embedding_chunks reads), written block by block."""
     import h5py
+
     t0 = time.perf_counter()
     rng = np.random.default_rng(1)
     with h5py.File(path, "w") as f:
@@ -145,18 +149,26 @@ def bench_streamed(n: int, d: int, chunk_rows: int, tmp_root: str | None) -> dic
         path = tmp / "embeddings.h5"
         write_s = write_big_h5(path, n, d, chunk_rows)
         size = path.stat().st_size
-        res = subprocess.run([sys.executable, "-c", _CHILD, str(path), str(chunk_rows), "8"],
-                             capture_output=True, text=True)
+        res = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(path), str(chunk_rows), "8"], capture_output=True, text=True
+        )
         if res.returncode != 0:
             raise RuntimeError(f"streamed benchmark child failed:\n{res.stderr[-4000:]}")
         out = json.loads(res.stdout.strip().splitlines()[-1])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    out.update({
-        "n": n, "d": d, "chunk_rows": chunk_rows, "file_mb": size / 2**20, "write_seconds": write_s,
-        "full_array_mb_float32": n * d * 4 / 2**20, "full_array_mb_float64": n * d * 8 / 2**20,
-        "temp_dir_removed": not tmp.exists(),
-    })
+    out.update(
+        {
+            "n": n,
+            "d": d,
+            "chunk_rows": chunk_rows,
+            "file_mb": size / 2**20,
+            "write_seconds": write_s,
+            "full_array_mb_float32": n * d * 4 / 2**20,
+            "full_array_mb_float64": n * d * 8 / 2**20,
+            "temp_dir_removed": not tmp.exists(),
+        }
+    )
     return out
 
 
@@ -173,8 +185,12 @@ def main(argv=None) -> dict:
     result = {
         "benchmark": "conformity",
         "load_average_at_start": os.getloadavg(),
-        "machine": {"python": platform.python_version(), "numpy": np.__version__,
-                    "cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
         "in_memory": bench_in_memory(a.n, a.d, a.repeats),
     }
     if a.big_n > 0:

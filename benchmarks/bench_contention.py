@@ -78,8 +78,16 @@ def child(a) -> dict:
 
     def timed():
         r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        res = L.sweep_pair_terms(x, y, alphas, scale=100.0, means=means, geometries=tuple(a.geometries),
-                                 shifts=tuple(a.shifts), threads=a.threads)
+        res = L.sweep_pair_terms(
+            x,
+            y,
+            alphas,
+            scale=100.0,
+            means=means,
+            geometries=tuple(a.geometries),
+            shifts=tuple(a.shifts),
+            threads=a.threads,
+        )
         wall = time.perf_counter() - t0
         r1 = resource.getrusage(resource.RUSAGE_SELF)
         return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), res
@@ -88,13 +96,14 @@ def child(a) -> dict:
     warm_wall, warm_cpu, res = timed()  # the same call again: the threads' steady state
     n = len(x)
     rec = {
-        "sweep_wall_s": warm_wall, "sweep_cpu_s": warm_cpu,
-        "cold_sweep_wall_s": cold_wall, "cold_sweep_cpu_s": cold_cpu,
+        "sweep_wall_s": warm_wall,
+        "sweep_cpu_s": warm_cpu,
+        "cold_sweep_wall_s": cold_wall,
+        "cold_sweep_cpu_s": cold_cpu,
         "confine_threads_called": confined,
         "threads_effective": 1 if n * n < L.SERIAL_BELOW else a.threads,
         "torch_threads_after": torch.get_num_threads(),
-        "env": {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "NUMBA_NUM_THREADS",
-                                               *_common.SNAKEMAKE_THREAD_VARS)},
+        "env": {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "NUMBA_NUM_THREADS", *_common.SNAKEMAKE_THREAD_VARS)},
         "finite": bool(all(np.isfinite(v.loss).all() for v in res.values())),
     }
     numba = sys.modules.get("numba")
@@ -137,8 +146,21 @@ def _wait(proc, deadline):
 
 def run_arm(arm: str, a, data: Path, have_confine: bool) -> dict:
     busy_wanted, remedy = ARMS[arm]
-    cmd = [sys.executable, __file__, "--child", "--data", str(data), "--alphas", str(a.alphas),
-           "--threads", str(a.threads), "--geometries", *a.geometries, "--shifts", *a.shifts]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--data",
+        str(data),
+        "--alphas",
+        str(a.alphas),
+        "--threads",
+        str(a.threads),
+        "--geometries",
+        *a.geometries,
+        "--shifts",
+        *a.shifts,
+    ]
     if remedy:
         cmd.append("--remedy")
     env = _arm_env(remedy, a.threads, have_confine, a.control_policy)
@@ -164,8 +186,13 @@ def run_arm(arm: str, a, data: Path, have_confine: bool) -> dict:
             _, _, bru = os.wait4(busy.pid, 0)
             busy.returncode = -9
             busy_cpu, busy_life = bru.ru_utime + bru.ru_stime, time.perf_counter() - busy_t0
-    rec = {"arm": arm, "process_wall_s": wall, "process_cpu_s": ru.ru_utime + ru.ru_stime,
-           "load_1min_before": load_before, "load_1min_after": _common.load1()}
+    rec = {
+        "arm": arm,
+        "process_wall_s": wall,
+        "process_cpu_s": ru.ru_utime + ru.ru_stime,
+        "load_1min_before": load_before,
+        "load_1min_after": _common.load1(),
+    }
     if busy is not None:
         rec["busy_cpu_s"] = round(busy_cpu, 3)
         rec["busy_core_share"] = round(busy_cpu / busy_life, 3)  # of one core, over its lifetime
@@ -187,8 +214,7 @@ def _ratio(num, den):
 
 
 def summarise(arms: dict) -> dict:
-    keys = ("sweep_wall_s", "sweep_cpu_s", "cold_sweep_wall_s", "cold_sweep_cpu_s", "process_wall_s",
-            "process_cpu_s")
+    keys = ("sweep_wall_s", "sweep_cpu_s", "cold_sweep_wall_s", "cold_sweep_cpu_s", "process_wall_s", "process_cpu_s")
     best = {name: {k: _min(runs, k) for k in keys} for name, runs in arms.items()}
     al, co, ac = best["alone"], best["contended"], best["contended_active"]
     s = {
@@ -206,10 +232,12 @@ def summarise(arms: dict) -> dict:
         "process_cpu_active_over_alone": _ratio(ac["process_cpu_s"], al["process_cpu_s"]),
         "process_wall_active_over_alone": _ratio(ac["process_wall_s"], al["process_wall_s"]),
     }
-    s["cpu_within_1.3x"] = bool(s["cpu_contended_over_alone"] is not None
-                                and s["cpu_contended_over_alone"] <= CPU_BOUND)
-    s["wall_within_2.3x"] = bool(s["wall_contended_over_alone"] is not None
-                                 and s["wall_contended_over_alone"] <= WALL_BOUND)
+    s["cpu_within_1.3x"] = bool(
+        s["cpu_contended_over_alone"] is not None and s["cpu_contended_over_alone"] <= CPU_BOUND
+    )
+    s["wall_within_2.3x"] = bool(
+        s["wall_contended_over_alone"] is not None and s["wall_contended_over_alone"] <= WALL_BOUND
+    )
     for name in arms:
         s[f"{name}_sweep_wall_s"] = best[name]["sweep_wall_s"]
         s[f"{name}_sweep_cpu_s"] = best[name]["sweep_cpu_s"]
@@ -225,8 +253,9 @@ def main(argv=None):
     ap.add_argument("--geometries", nargs="+", default=["cosine"])
     ap.add_argument("--shifts", nargs="+", default=["image"])
     ap.add_argument("--repeats", type=int, default=2, help="runs per arm; the minimum is kept")
-    ap.add_argument("--control-policy", choices=["ACTIVE", "unset"], default="ACTIVE",
-                    help="OMP_WAIT_POLICY of the control arm")
+    ap.add_argument(
+        "--control-policy", choices=["ACTIVE", "unset"], default="ACTIVE", help="OMP_WAIT_POLICY of the control arm"
+    )
     ap.add_argument("--timeout", type=int, default=600, help="seconds one sweep process may run")
     ap.add_argument("--out", default=None)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -241,19 +270,27 @@ def main(argv=None):
         return None
 
     import numpy as np
-
     from bench_loss import clip_like, means_of
+
     import clipgeom.threads
 
     have_confine = getattr(clipgeom.threads, "confine", None) is not None
     out = {
         "benchmark": "alpha_sweep_contention",
-        "n": a.n, "d": a.d, "n_alpha": a.alphas, "threads": a.threads, "geometries": a.geometries,
-        "shifts": a.shifts, "repeats": a.repeats,
+        "n": a.n,
+        "d": a.d,
+        "n_alpha": a.alphas,
+        "threads": a.threads,
+        "geometries": a.geometries,
+        "shifts": a.shifts,
+        "repeats": a.repeats,
         "machine": {**_common.machine(), "loadavg_start": _common.loadavg()},
-        "remedy": ("clipgeom.threads.confine(threads) in the child" if have_confine else
-                   "clipgeom.threads.confine absent: OMP_WAIT_POLICY=PASSIVE, OMP_NUM_THREADS=threads "
-                   "set in the child's environment"),
+        "remedy": (
+            "clipgeom.threads.confine(threads) in the child"
+            if have_confine
+            else "clipgeom.threads.confine absent: OMP_WAIT_POLICY=PASSIVE, OMP_NUM_THREADS=threads "
+            "set in the child's environment"
+        ),
         "control": f"no confine, OMP_WAIT_POLICY={'ACTIVE' if a.control_policy == 'ACTIVE' else 'unset'}",
         "competitor": "python -c 'while True: pass' (one core), started 0.5 s before the sweep process",
         "bounds": {"cpu_contended_over_alone": CPU_BOUND, "wall_contended_over_alone": WALL_BOUND},
@@ -268,8 +305,12 @@ def main(argv=None):
         for _ in range(a.repeats):
             for name in ARMS:  # interleaved, so that drift in the background load spreads over the arms
                 rec = run_arm(name, a, data, have_confine)
-                print(f"[contention] {name}: sweep {rec['sweep_wall_s']:.2f}s wall, {rec['sweep_cpu_s']:.2f}s cpu "
-                      f"(load {rec['load_1min_before']})", file=sys.stderr, flush=True)
+                print(
+                    f"[contention] {name}: sweep {rec['sweep_wall_s']:.2f}s wall, {rec['sweep_cpu_s']:.2f}s cpu "
+                    f"(load {rec['load_1min_before']})",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 runs[name].append(rec)
     summary, best = summarise(runs)
     out["threads_effective"] = runs["alone"][0]["threads_effective"]
@@ -278,13 +319,16 @@ def main(argv=None):
         kept = min(rs, key=lambda r: r["sweep_wall_s"])
         out["arms"][name] = {
             **{k: round(v, 4) for k, v in best[name].items()},
-            "load_1min_before": kept["load_1min_before"], "load_1min_after": kept["load_1min_after"],
-            "busy_cpu_s": kept.get("busy_cpu_s"), "busy_core_share": kept.get("busy_core_share"),
-            "confine_threads_called": kept["confine_threads_called"], "env": kept["env"],
-            "torch_threads_after": kept["torch_threads_after"], "finite": kept["finite"],
+            "load_1min_before": kept["load_1min_before"],
+            "load_1min_after": kept["load_1min_after"],
+            "busy_cpu_s": kept.get("busy_cpu_s"),
+            "busy_core_share": kept.get("busy_core_share"),
+            "confine_threads_called": kept["confine_threads_called"],
+            "env": kept["env"],
+            "torch_threads_after": kept["torch_threads_after"],
+            "finite": kept["finite"],
             "numba_threading_layer": kept.get("numba_threading_layer"),
-            "runs": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k != "env"}
-                     for r in rs],
+            "runs": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k != "env"} for r in rs],
         }
     out["summary"] = summary
     out["machine"]["loadavg_end"] = _common.loadavg()

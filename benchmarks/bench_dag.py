@@ -99,7 +99,8 @@ def write_inputs(workdir: Path, n_images: int, n_captions: int, d: int) -> Path:
         "    path: embeddings.npz\n"
         f"    model: {MODEL}\n"
         "    logit_scale: 100.0\n"
-        "stages: {}\n")
+        "stages: {}\n"
+    )
     return config
 
 
@@ -147,7 +148,10 @@ def main(argv=None):
 
     out = {
         "benchmark": "analysis_dag",
-        "n_images": a.n_images, "n_captions": a.captions, "d": a.d, "cores": a.cores,
+        "n_images": a.n_images,
+        "n_captions": a.captions,
+        "d": a.d,
+        "cores": a.cores,
         "dataset": {"kind": "embeddings", "name": DATASET, "model": MODEL, "stages": "defaults"},
         "machine": {**_common.machine(), "loadavg_start": _common.loadavg()},
     }
@@ -156,10 +160,24 @@ def main(argv=None):
         t0 = time.perf_counter()
         config = write_inputs(scratch, a.n_images, a.captions, a.d)
         out["setup_s"] = round(time.perf_counter() - t0, 2)
-        cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(scratch),
-               "--configfile", str(config), "--cores", str(a.cores)]
-        print(f"[bench_dag] {a.n_images} images, {a.captions} captions, d={a.d} in {scratch} (--cores {a.cores})",
-              file=sys.stderr, flush=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(scratch),
+            "--configfile",
+            str(config),
+            "--cores",
+            str(a.cores),
+        ]
+        print(
+            f"[bench_dag] {a.n_images} images, {a.captions} captions, d={a.d} in {scratch} (--cores {a.cores})",
+            file=sys.stderr,
+            flush=True,
+        )
         load_before = _common.load1()
         rc, so, se, wall, rss = _run(cmd, cwd=scratch, timeout=a.timeout)
         log = so + se
@@ -175,19 +193,27 @@ def main(argv=None):
         bench = _job_benchmarks(scratch)
         from_log = log_rule_seconds(log)
         rules = [{"rule": r, **v, "source": "benchmark"} for r, v in bench.items()]
-        rules += [{"rule": r, "jobs": v["jobs"], "seconds": round(v["seconds"], 1), "max_rss_mb": None,
-                   "source": "log"} for r, v in from_log.items() if r not in bench and r != "all"]
+        rules += [
+            {"rule": r, "jobs": v["jobs"], "seconds": round(v["seconds"], 1), "max_rss_mb": None, "source": "log"}
+            for r, v in from_log.items()
+            if r not in bench and r != "all"
+        ]
         rules.sort(key=lambda r: -r["seconds"])
         out["per_rule"] = rules
         out["sum_rule_seconds"] = round(sum(r["seconds"] for r in rules), 2)
         if bench:
             out["peak_rss_mb_jobs"] = max(r["max_rss_mb"] for r in bench.values())
         out["within_60s"] = bool(rc == 0 and wall <= 60)
-        out["summary"] = {"total_wall_s": out["total_wall_s"], "jobs": out["jobs"], "within_60s": out["within_60s"],
-                          "slowest_rule": rules[0]["rule"] if rules else None,
-                          "slowest_rule_seconds": rules[0]["seconds"] if rules else None,
-                          "sum_rule_seconds": out["sum_rule_seconds"], "peak_rss_mb_jobs": out.get("peak_rss_mb_jobs"),
-                          "setup_s": out["setup_s"]}
+        out["summary"] = {
+            "total_wall_s": out["total_wall_s"],
+            "jobs": out["jobs"],
+            "within_60s": out["within_60s"],
+            "slowest_rule": rules[0]["rule"] if rules else None,
+            "slowest_rule_seconds": rules[0]["seconds"] if rules else None,
+            "sum_rule_seconds": out["sum_rule_seconds"],
+            "peak_rss_mb_jobs": out.get("peak_rss_mb_jobs"),
+            "setup_s": out["setup_s"],
+        }
     finally:
         if a.keep:
             shutil.copytree(scratch, a.keep, dirs_exist_ok=True)

@@ -58,22 +58,40 @@ def bench_model(label, arch, pretrained, model_config, root, names, captions, ba
     t0 = time.perf_counter()
     with torch.inference_mode():
         for s in range(0, len(names), batch_size):
-            model.encode_image(pixels[s:s + batch_size].to(info["device"]), normalize=False)
+            model.encode_image(pixels[s : s + batch_size].to(info["device"]), normalize=False)
     if info["device"] == "cuda":
         torch.cuda.synchronize()
     forward = len(names) / (time.perf_counter() - t0)
     # end-to-end through the workflow's DataLoader path (decode in workers + forward)
     t0 = time.perf_counter()
-    _, _, _, _, _ = embed_images(model, preprocess, info, root, names, list(range(len(names))),
-                                 batch_size=batch_size, workers=workers, progress=sink)
+    _, _, _, _, _ = embed_images(
+        model,
+        preprocess,
+        info,
+        root,
+        names,
+        list(range(len(names))),
+        batch_size=batch_size,
+        workers=workers,
+        progress=sink,
+    )
     e2e = len(names) / (time.perf_counter() - t0)
     t0 = time.perf_counter()
     embed_texts(model, tokenizer, info, captions, batch_size=256, progress=sink)
     texts = len(captions) / (time.perf_counter() - t0)
-    return {"model": label, "device": info["device"], "batch_size": batch_size, "loader_workers": workers,
-            "torch_threads": threads, "n_images": len(names), "n_texts": len(captions),
-            "images_per_s_model_only": forward, "images_per_s_end_to_end": e2e,
-            "end_to_end_over_model_only": e2e / forward, "texts_per_s": texts}
+    return {
+        "model": label,
+        "device": info["device"],
+        "batch_size": batch_size,
+        "loader_workers": workers,
+        "torch_threads": threads,
+        "n_images": len(names),
+        "n_texts": len(captions),
+        "images_per_s_model_only": forward,
+        "images_per_s_end_to_end": e2e,
+        "end_to_end_over_model_only": e2e / forward,
+        "texts_per_s": texts,
+    }
 
 
 def main(argv=None):
@@ -98,15 +116,45 @@ def main(argv=None):
 
                 cfg = str(REPO / "config/models/tiny-clip.json")
                 ckpt = make_random_checkpoint("tiny-clip", cfg, 0, root / "tiny.pt")
-                results.append(bench_model("tiny-clip (demo)", "tiny-clip", str(ckpt), cfg, root, names, captions,
-                                           a.batch_size, a.workers, a.threads))
+                results.append(
+                    bench_model(
+                        "tiny-clip (demo)",
+                        "tiny-clip",
+                        str(ckpt),
+                        cfg,
+                        root,
+                        names,
+                        captions,
+                        a.batch_size,
+                        a.workers,
+                        a.threads,
+                    )
+                )
             else:
-                results.append(bench_model(f"{m} (random weights)", m, None, None, root, names, captions,
-                                           a.batch_size, a.workers, a.threads))
+                results.append(
+                    bench_model(
+                        f"{m} (random weights)",
+                        m,
+                        None,
+                        None,
+                        root,
+                        names,
+                        captions,
+                        a.batch_size,
+                        a.workers,
+                        a.threads,
+                    )
+                )
             print(json.dumps(results[-1]), file=sys.stderr)
-    out = {"benchmark": "embed", "machine": {"cpus": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
-                                             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
-           "results": results}
+    out = {
+        "benchmark": "embed",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "cpu": platform.processor() or platform.machine(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        },
+        "results": results,
+    }
     print(json.dumps(out, indent=2))
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)

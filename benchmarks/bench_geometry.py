@@ -72,14 +72,21 @@ def write_synthetic(path: Path, n: int, d: int, seed: int = 0, chunk: int = 6553
                 m = min(chunk, n - start)
                 z = rng.standard_normal((m, d), dtype=np.float32)
                 x = mean + z * scale + rng.standard_normal((m, rank), dtype=np.float32) @ mix
-                ds[start:start + m] = x.astype(np.float32)
+                ds[start : start + m] = x.astype(np.float32)
             g.create_dataset("id", data=np.arange(n, dtype=np.int64) + k * n)
             if mod == "image":
                 g.create_dataset("file", data=np.full(n, "", dtype=object), dtype=str_dt)
         f["text"].create_dataset("image_index", data=np.arange(n, dtype=np.int64))
         f["text"].create_dataset("caption", data=np.full(n, "", dtype=object), dtype=str_dt)
-        for key, val in {"normalized": False, "schema_version": 1, "embed_dim": d, "model": "synthetic",
-                         "pretrained": "none", "logit_scale": 100.0, "dataset": "bench"}.items():
+        for key, val in {
+            "normalized": False,
+            "schema_version": 1,
+            "embed_dim": d,
+            "model": "synthetic",
+            "pretrained": "none",
+            "logit_scale": 100.0,
+            "dataset": "bench",
+        }.items():
             f.attrs[key] = val
     return time.perf_counter() - t0
 
@@ -120,9 +127,14 @@ def run_measured(cmd: list[str], env: dict, log_path: Path) -> dict:
         wall = time.perf_counter() - t0
     rc = os.waitstatus_to_exitcode(status)
     peak = int(hwm.read_text()) / 1024.0 if hwm.exists() else usage.ru_maxrss / 1024.0
-    res = {"wall_s": round(wall, 3), "peak_rss_mb": round(peak, 1),
-           "ru_maxrss_mb": round(usage.ru_maxrss / 1024.0, 1),
-           "user_s": round(usage.ru_utime, 3), "sys_s": round(usage.ru_stime, 3), "rc": rc}
+    res = {
+        "wall_s": round(wall, 3),
+        "peak_rss_mb": round(peak, 1),
+        "ru_maxrss_mb": round(usage.ru_maxrss / 1024.0, 1),
+        "user_s": round(usage.ru_utime, 3),
+        "sys_s": round(usage.ru_stime, 3),
+        "rc": rc,
+    }
     if rc != 0:
         res["log_tail"] = log_path.read_text()[-2000:]
     return res
@@ -134,11 +146,24 @@ def stage_command(stage: str, mode: str, h5: Path, outdir: Path, p: dict) -> lis
     outs = [f"metrics={outdir / 'metrics.json'}", f"values={outdir / 'values.csv'}"]
     for fig in FIGURES[stage]:
         outs += [f"{fig}_png={outdir / (fig + '.png')}", f"{fig}_pdf={outdir / (fig + '.pdf')}"]
-    return [sys.executable, "-c", _WRAPPER, "script", str(REPO / "workflow" / "scripts" / f"{stage}.py"),
-            "--input", f"embeddings={h5}", "--output", *outs,
-            "--params", json.dumps({"p": p, "demo": False}),
-            "--wildcards", "dataset=bench", "model=synthetic",
-            "--log", str(outdir / "stage.log")]
+    return [
+        sys.executable,
+        "-c",
+        _WRAPPER,
+        "script",
+        str(REPO / "workflow" / "scripts" / f"{stage}.py"),
+        "--input",
+        f"embeddings={h5}",
+        "--output",
+        *outs,
+        "--params",
+        json.dumps({"p": p, "demo": False}),
+        "--wildcards",
+        "dataset=bench",
+        "model=synthetic",
+        "--log",
+        str(outdir / "stage.log"),
+    ]
 
 
 def main(argv=None) -> dict:
@@ -147,8 +172,13 @@ def main(argv=None) -> dict:
         write_synthetic(Path(argv[1]), int(argv[2]), int(argv[3]), seed=int(argv[4]))
         return {}
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[25000, 250000, 1000000],
-                    help="rows per modality (default: 25000 250000 1000000)")
+    ap.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[25000, 250000, 1000000],
+        help="rows per modality (default: 25000 250000 1000000)",
+    )
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
     ap.add_argument("--mode", choices=("script", "compute"), default="script")
@@ -161,10 +191,18 @@ def main(argv=None) -> dict:
     env = dict(os.environ, MPLBACKEND="Agg", HF_HUB_OFFLINE="1")
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     report = {
-        "benchmark": "geometry stages", "mode": a.mode, "dim": a.dim,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "numpy": np.__version__, "load_avg_at_start": list(os.getloadavg())},
-        "params": params, "results": [],
+        "benchmark": "geometry stages",
+        "mode": a.mode,
+        "dim": a.dim,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "load_avg_at_start": list(os.getloadavg()),
+        },
+        "params": params,
+        "results": [],
     }
     for n in a.sizes:
         work = Path(tempfile.mkdtemp(prefix=f"bench_geometry_{n}_", dir=a.tmpdir))
@@ -172,22 +210,27 @@ def main(argv=None) -> dict:
             h5 = work / "embeddings.h5"
             # generated in a child process, so that this process stays small (see _WRAPPER)
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, __file__, "--_generate", str(h5), str(n), str(a.dim), str(a.seed)],
-                           check=True, env=env)
+            subprocess.run(
+                [sys.executable, __file__, "--_generate", str(h5), str(n), str(a.dim), str(a.seed)], check=True, env=env
+            )
             gen_s = time.perf_counter() - t0
-            entry = {"n_per_modality": n, "file_mb": round(h5.stat().st_size / 2 ** 20, 1),
-                     "data_mb_float32": round(2 * n * a.dim * 4 / 2 ** 20, 1),
-                     "generate_s": round(gen_s, 2), "stages": {}}
+            entry = {
+                "n_per_modality": n,
+                "file_mb": round(h5.stat().st_size / 2**20, 1),
+                "data_mb_float32": round(2 * n * a.dim * 4 / 2**20, 1),
+                "generate_s": round(gen_s, 2),
+                "stages": {},
+            }
             print(f"N = {n}: file written in {gen_s:.1f} s", file=sys.stderr)
             for stage in a.stages:
                 outdir = work / stage
                 outdir.mkdir()
-                r = run_measured(stage_command(stage, a.mode, h5, outdir, params[stage]), env,
-                                 work / f"{stage}.out")
+                r = run_measured(stage_command(stage, a.mode, h5, outdir, params[stage]), env, work / f"{stage}.out")
                 r["load_avg_after"] = round(os.getloadavg()[0], 2)
                 entry["stages"][stage] = r
-                print(f"  {stage}: {r['wall_s']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB, rc {r['rc']}",
-                      file=sys.stderr)
+                print(
+                    f"  {stage}: {r['wall_s']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB, rc {r['rc']}", file=sys.stderr
+                )
             report["results"].append(entry)
         finally:
             shutil.rmtree(work, ignore_errors=True)

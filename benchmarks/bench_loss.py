@@ -106,8 +106,9 @@ def bench_small(n, d, n_alpha, threads, repeats, direct_repeats):
 
     torch.set_num_threads(threads)
     t_direct, c_direct, all_direct, ref = timed(
-        lambda: L.direct_pair_terms(x, y, alphas, scale=100.0, mean=means["image"], geometry="cosine",
-                                    shift="image"), direct_repeats)
+        lambda: L.direct_pair_terms(x, y, alphas, scale=100.0, mean=means["image"], geometry="cosine", shift="image"),
+        direct_repeats,
+    )
     e2 = exp_floor(n, repeats, threads)
     t_exp_alloc, t_exp_out = min(e1[0], e2[0]), min(e1[1], e2[1])
 
@@ -117,16 +118,27 @@ def bench_small(n, d, n_alpha, threads, repeats, direct_repeats):
     pair_diff = max(float(np.max(np.abs(getattr(fast, k) - getattr(ref, k)))) for k in ("diag", "row_lse", "col_lse"))
     per_alpha = t_fast / n_alpha
     return {
-        "n": n, "d": d, "n_alpha": n_alpha, "threads": threads, "geometry": "cosine", "shift": "image",
+        "n": n,
+        "d": d,
+        "n_alpha": n_alpha,
+        "threads": threads,
+        "geometry": "cosine",
+        "shift": "image",
         "row_block": fast.info["row_block"],
-        "exp_alloc_seconds": t_exp_alloc, "exp_out_seconds": t_exp_out,
-        "exp_alloc_all": e1[2] + e2[2], "exp_out_all": e1[3] + e2[3],
-        "fast_seconds": t_fast, "fast_cpu_seconds": c_fast, "fast_all": all_fast,
+        "exp_alloc_seconds": t_exp_alloc,
+        "exp_out_seconds": t_exp_out,
+        "exp_alloc_all": e1[2] + e2[2],
+        "exp_out_all": e1[3] + e2[3],
+        "fast_seconds": t_fast,
+        "fast_cpu_seconds": c_fast,
+        "fast_all": all_fast,
         "fast_seconds_per_alpha": per_alpha,
         "fast_marginal_seconds_per_alpha": (t_fast - t_fast1) / (n_alpha - 1),
         "fast_one_alpha_seconds": t_fast1,
         "fast_without_text_to_image_seconds": t_fast_noT,
-        "direct_seconds": t_direct, "direct_cpu_seconds": c_direct, "direct_all": all_direct,
+        "direct_seconds": t_direct,
+        "direct_cpu_seconds": c_direct,
+        "direct_all": all_direct,
         "direct_seconds_per_alpha": t_direct / n_alpha,
         "direct_method": "per alpha: float64 shift, renormalise, X'Y'^T, scipy logsumexp over rows and columns",
         "speedup": t_direct / t_fast,
@@ -150,13 +162,23 @@ def bench_default(n, d, n_alpha, threads, repeats):
 
     x, y = clip_like(n, d, seed=1)
     alphas = np.round(np.linspace(-1, 1, n_alpha), 10)
-    t, c, walls, res = timed(lambda: L.sweep_pair_terms(x, y, alphas, scale=100.0, means=means_of(x, y),
-                                                        geometries=L.GEOMETRIES, shifts=L.SHIFTS,
-                                                        threads=threads), repeats)
-    return {"n": n, "geometries": list(L.GEOMETRIES), "shifts": list(L.SHIFTS), "n_alpha": n_alpha,
-            "seconds": t, "cpu_seconds": c, "all": walls,
-            "seconds_per_alpha_per_curve_set": t / (n_alpha * len(res)),
-            "fallback_columns": {f"{g}/{s}": v.info["fallback_columns"] for (g, s), v in res.items()}}
+    t, c, walls, res = timed(
+        lambda: L.sweep_pair_terms(
+            x, y, alphas, scale=100.0, means=means_of(x, y), geometries=L.GEOMETRIES, shifts=L.SHIFTS, threads=threads
+        ),
+        repeats,
+    )
+    return {
+        "n": n,
+        "geometries": list(L.GEOMETRIES),
+        "shifts": list(L.SHIFTS),
+        "n_alpha": n_alpha,
+        "seconds": t,
+        "cpu_seconds": c,
+        "all": walls,
+        "seconds_per_alpha_per_curve_set": t / (n_alpha * len(res)),
+        "fallback_columns": {f"{g}/{s}": v.info["fallback_columns"] for (g, s), v in res.items()},
+    }
 
 
 def torch_peer(x, y, alphas, scale, mean, threads):
@@ -192,43 +214,78 @@ def bench_per_geometry(n, d, n_alpha, threads, repeats):
     rows = {}
     for g in L.GEOMETRIES:
         for sh in L.SHIFTS:
-            t, c, walls, _ = timed(lambda: L.sweep_pair_terms(x, y, alphas, scale=100.0, means=means, geometries=(g,),
-                                                              shifts=(sh,), threads=threads), repeats)
-            t1, _, _, _ = timed(lambda: L.sweep_pair_terms(x, y, alphas[:1], scale=100.0, means=means,
-                                                           geometries=(g,), shifts=(sh,), threads=threads), repeats)
+            t, c, walls, _ = timed(
+                lambda g=g, sh=sh: L.sweep_pair_terms(
+                    x, y, alphas, scale=100.0, means=means, geometries=(g,), shifts=(sh,), threads=threads
+                ),
+                repeats,
+            )
+            t1, _, _, _ = timed(
+                lambda g=g, sh=sh: L.sweep_pair_terms(
+                    x, y, alphas[:1], scale=100.0, means=means, geometries=(g,), shifts=(sh,), threads=threads
+                ),
+                repeats,
+            )
             marginal = (t - t1) / (n_alpha - 1)
-            tt, _, _, _ = timed(lambda: L.sweep_pair_terms(x, y, alphas, scale=100.0, means=means, geometries=(g,),
-                                                           shifts=(sh,), threads=threads, kernel="torch"), 1)
-            rows[f"{g}/{sh}"] = {"seconds_per_alpha": t / n_alpha, "cpu_seconds_per_alpha": c / n_alpha,
-                                 "per_alpha_over_exp_preallocated": t / n_alpha / floor,
-                                 "one_alpha_seconds": t1, "marginal_seconds_per_alpha": marginal,
-                                 "marginal_per_alpha_over_exp": marginal / floor,
-                                 "torch_ops_seconds_per_alpha": tt / n_alpha,
-                                 "fused_over_torch_ops": t / tt}
-    t_grid, c_grid, _, _ = timed(lambda: L.sweep_pair_terms(x, y, alphas, scale=100.0, means=means,
-                                                            geometries=L.GEOMETRIES, shifts=L.SHIFTS,
-                                                            threads=threads), repeats)
+            tt, _, _, _ = timed(
+                lambda g=g, sh=sh: L.sweep_pair_terms(
+                    x,
+                    y,
+                    alphas,
+                    scale=100.0,
+                    means=means,
+                    geometries=(g,),
+                    shifts=(sh,),
+                    threads=threads,
+                    kernel="torch",
+                ),
+                1,
+            )
+            rows[f"{g}/{sh}"] = {
+                "seconds_per_alpha": t / n_alpha,
+                "cpu_seconds_per_alpha": c / n_alpha,
+                "per_alpha_over_exp_preallocated": t / n_alpha / floor,
+                "one_alpha_seconds": t1,
+                "marginal_seconds_per_alpha": marginal,
+                "marginal_per_alpha_over_exp": marginal / floor,
+                "torch_ops_seconds_per_alpha": tt / n_alpha,
+                "fused_over_torch_ops": t / tt,
+            }
+    t_grid, c_grid, _, _ = timed(
+        lambda: L.sweep_pair_terms(
+            x, y, alphas, scale=100.0, means=means, geometries=L.GEOMETRIES, shifts=L.SHIFTS, threads=threads
+        ),
+        repeats,
+    )
     total = sum(r["seconds_per_alpha"] for r in rows.values()) * n_alpha
     total_marginal = sum(r["marginal_seconds_per_alpha"] for r in rows.values()) * n_alpha
     t_peer, _, _, peer = timed(lambda: torch_peer(x, y, alphas, 100.0, means["image"], threads), 1)
-    fast = L.sweep_pair_terms(x, y, alphas, scale=100.0, means=means, geometries=("cosine",), shifts=("image",),
-                              threads=threads)[("cosine", "image")]
-    worst = {g: max(r["marginal_per_alpha_over_exp"] for k, r in rows.items() if k.startswith(g + "/"))
-             for g in L.GEOMETRIES}
-    worst_incl = {g: max(r["per_alpha_over_exp_preallocated"] for k, r in rows.items() if k.startswith(g + "/"))
-                  for g in L.GEOMETRIES}
+    fast = L.sweep_pair_terms(
+        x, y, alphas, scale=100.0, means=means, geometries=("cosine",), shifts=("image",), threads=threads
+    )[("cosine", "image")]
+    worst = {
+        g: max(r["marginal_per_alpha_over_exp"] for k, r in rows.items() if k.startswith(g + "/")) for g in L.GEOMETRIES
+    }
+    worst_incl = {
+        g: max(r["per_alpha_over_exp_preallocated"] for k, r in rows.items() if k.startswith(g + "/"))
+        for g in L.GEOMETRIES
+    }
     return {
-        "n": n, "d": d, "n_alpha": n_alpha, "threads": threads,
+        "n": n,
+        "d": d,
+        "n_alpha": n_alpha,
+        "threads": threads,
         "exp_floor_seconds": floor,
         "floor": "one N x N float32 torch.exp into a preallocated tensor",
         "per_geometry": rows,
         "per_alpha": "marginal: (time of the 21-alpha sweep - time of a 1-alpha sweep) / 20, i.e. without the "
-                     "one float64 block product X Y^T that every alpha shares",
+        "one float64 block product X Y^T that every alpha shares",
         "worst_per_alpha_over_exp": worst,
         "worst_per_alpha_including_product_over_exp": worst_incl,
         "pass_cosine_within_2x": bool(worst["cosine"] <= 2.0),
         "pass_euclidean_within_3x": bool(max(worst["euclidean"], worst["sq_euclidean"]) <= 3.0),
-        "grid_seconds": t_grid, "grid_cpu_seconds": c_grid,
+        "grid_seconds": t_grid,
+        "grid_cpu_seconds": c_grid,
         "grid_over_sum_of_per_alpha": t_grid / total_marginal,
         "grid_over_sum_of_per_alpha_including_product": t_grid / total,
         "pass_grid_within_1.3x": bool(t_grid / total_marginal <= 1.3),
@@ -260,17 +317,26 @@ def child_big(n, d, n_alpha, threads, geometries):
     rss_before = peak_rss_mb()
     alphas = np.round(np.linspace(-1, 1, n_alpha), 10)
     t0 = time.perf_counter()
-    res = L.sweep_pair_terms(x, y, alphas, scale=100.0, means=means, geometries=geometries, shifts=L.SHIFTS,
-                             threads=threads)
+    res = L.sweep_pair_terms(
+        x, y, alphas, scale=100.0, means=means, geometries=geometries, shifts=L.SHIFTS, threads=threads
+    )
     wall = time.perf_counter() - t0
     peak = peak_rss_mb()
     c = L.curves_from_terms([res[(geometries[0], "image")]])
-    return {"n": n, "d": d, "n_alpha": n_alpha, "geometries": list(geometries), "shifts": list(L.SHIFTS),
-            "seconds": wall, "peak_rss_mb": peak, "rss_before_sweep_mb": rss_before,
-            "row_block": next(iter(res.values())).info["row_block"],
-            "finite": bool(all(np.isfinite(v.loss).all() for v in res.values())),
-            "loss_at_zero": float(c["loss_all"][n_alpha // 2]),
-            "fallback_columns": sum(v.info["fallback_columns"] for v in res.values())}
+    return {
+        "n": n,
+        "d": d,
+        "n_alpha": n_alpha,
+        "geometries": list(geometries),
+        "shifts": list(L.SHIFTS),
+        "seconds": wall,
+        "peak_rss_mb": peak,
+        "rss_before_sweep_mb": rss_before,
+        "row_block": next(iter(res.values())).info["row_block"],
+        "finite": bool(all(np.isfinite(v.loss).all() for v in res.values())),
+        "loss_at_zero": float(c["loss_all"][n_alpha // 2]),
+        "fallback_columns": sum(v.info["fallback_columns"] for v in res.values()),
+    }
 
 
 def main(argv=None):
@@ -299,17 +365,34 @@ def main(argv=None):
 
     out = {
         "benchmark": "alpha_sweep",
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": sys.version.split()[0],
-                    "torch": torch.__version__, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-                    "loadavg_start": list(os.getloadavg())},
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "loadavg_start": list(os.getloadavg()),
+        },
     }
     out["sweep_vs_direct"] = bench_small(a.n, a.d, a.alphas, a.threads, a.repeats, a.direct_repeats)
     out["per_geometry"] = bench_per_geometry(a.n, a.d, a.alphas, a.threads, a.repeats)
     if not a.skip_default:
         out["default_config"] = bench_default(a.n, a.d, a.alphas, a.threads, max(1, a.repeats - 1))
     if a.big_n:
-        cmd = [sys.executable, __file__, "--child-big", str(a.big_n), "--d", str(a.d), "--alphas", str(a.alphas),
-               "--threads", str(a.threads), "--big-geometries", *a.big_geometries]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child-big",
+            str(a.big_n),
+            "--d",
+            str(a.d),
+            "--alphas",
+            str(a.alphas),
+            "--threads",
+            str(a.threads),
+            "--big-geometries",
+            *a.big_geometries,
+        ]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             out["big"] = {"error": r.stderr[-2000:]}

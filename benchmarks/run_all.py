@@ -92,10 +92,11 @@ TIMEOUT_SCALE = {"bench_embed.py": 1.5, "bench_loss.py": 2.0, "bench_contention.
 @dataclass
 class LoadPolicy:
     """When a figure counts as taken on a busy machine, and what run_all does about it."""
-    max_load: float = 0.5   # 1-minute load average above which a figure is suspect
+
+    max_load: float = 0.5  # 1-minute load average above which a figure is suspect
     settle_s: float = 60.0  # wait up to this long before a run for the load to drop
-    retries: int = 2        # repeat a run started above max_load up to this many times
-    poll_s: float = 5.0     # poll the load this often while waiting
+    retries: int = 2  # repeat a run started above max_load up to this many times
+    poll_s: float = 5.0  # poll the load this often while waiting
 
 
 def load_decision(loads_before: list, statuses: list, *, max_load: float, retries: int) -> tuple[bool, int]:
@@ -118,8 +119,7 @@ def load_decision(loads_before: list, statuses: list, *, max_load: float, retrie
     return again, keep
 
 
-def measure(run_once, policy: LoadPolicy | None, label: str, *, status=lambda r: r.get("status"),
-            discard=None):
+def measure(run_once, policy: LoadPolicy | None, label: str, *, status=lambda r: r.get("status"), discard=None):
     """Run one figure under `policy`: settle, run, repeat while load_decision says so. Returns (the kept
     result, its load_average block). `discard(result)` is called on every attempt not kept."""
     attempts, results = [], []
@@ -128,32 +128,57 @@ def measure(run_once, policy: LoadPolicy | None, label: str, *, status=lambda r:
             before, waited = _common.load1(), 0.0
         else:
             if (_common.load1() or 0.0) > policy.max_load:
-                print(f"[run_all] {label}: load {_common.load1()} > {policy.max_load}; waiting up to "
-                      f"{policy.settle_s:g}s", file=sys.stderr, flush=True)
+                print(
+                    f"[run_all] {label}: load {_common.load1()} > {policy.max_load}; waiting up to "
+                    f"{policy.settle_s:g}s",
+                    file=sys.stderr,
+                    flush=True,
+                )
             before, waited = _common.settle(policy.max_load, policy.settle_s, policy.poll_s)
         res = run_once()
         results.append(res)
-        attempts.append({"load_1min_before": before, "load_1min_after": _common.load1(), "waited_s": waited,
-                         "status": status(res), "wall_s": res.get("wall_s") if isinstance(res, dict) else None})
+        attempts.append(
+            {
+                "load_1min_before": before,
+                "load_1min_after": _common.load1(),
+                "waited_s": waited,
+                "status": status(res),
+                "wall_s": res.get("wall_s") if isinstance(res, dict) else None,
+            }
+        )
         if policy is None:
             again, keep = False, 0
         else:
-            again, keep = load_decision([a["load_1min_before"] for a in attempts], [a["status"] for a in attempts],
-                                        max_load=policy.max_load, retries=policy.retries)
+            again, keep = load_decision(
+                [a["load_1min_before"] for a in attempts],
+                [a["status"] for a in attempts],
+                max_load=policy.max_load,
+                retries=policy.retries,
+            )
         if not again:
             break
-        print(f"[run_all] {label}: started at load {before} > {policy.max_load}; repeating "
-              f"({len(attempts)}/{policy.retries})", file=sys.stderr, flush=True)
+        print(
+            f"[run_all] {label}: started at load {before} > {policy.max_load}; repeating "
+            f"({len(attempts)}/{policy.retries})",
+            file=sys.stderr,
+            flush=True,
+        )
     if discard is not None:
         for i, r in enumerate(results):
             if i != keep:
                 discard(r)
     kept = attempts[keep]
-    block = {"load_1min": kept["load_1min_before"], "load_1min_after": kept["load_1min_after"],
-             "waited_s": kept["waited_s"], "max_load": None if policy is None else policy.max_load,
-             "above_max_load": bool(policy is not None and kept["load_1min_before"] is not None
-                                    and kept["load_1min_before"] > policy.max_load),
-             "attempt_kept": keep + 1, "attempts": attempts}
+    block = {
+        "load_1min": kept["load_1min_before"],
+        "load_1min_after": kept["load_1min_after"],
+        "waited_s": kept["waited_s"],
+        "max_load": None if policy is None else policy.max_load,
+        "above_max_load": bool(
+            policy is not None and kept["load_1min_before"] is not None and kept["load_1min_before"] > policy.max_load
+        ),
+        "attempt_kept": keep + 1,
+        "attempts": attempts,
+    }
     return results[keep], block
 
 
@@ -171,8 +196,7 @@ def _run(cmd, *, cwd=None, timeout=None):
     largest process in its tree (ru_maxrss via wait4), or None)."""
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=_env(), stdout=out, stderr=err, text=True,
-                                start_new_session=True)
+        proc = subprocess.Popen(cmd, cwd=cwd, env=_env(), stdout=out, stderr=err, text=True, start_new_session=True)
         rc, rss = None, None
         deadline = None if timeout is None else t0 + timeout
         while True:
@@ -231,8 +255,7 @@ def _rss_figures(obj, path="") -> dict:
     if isinstance(obj, dict):
         for k, v in obj.items():
             p = f"{path}.{k}" if path else str(k)
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and "rss" in str(k).lower() \
-                    and math.isfinite(v):
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and "rss" in str(k).lower() and math.isfinite(v):
                 found[p] = v
             else:
                 found.update(_rss_figures(v, p))
@@ -242,8 +265,9 @@ def _rss_figures(obj, path="") -> dict:
     return found
 
 
-def run_script(script: Path, mode: str, tmp: Path, policy: LoadPolicy | None = None,
-               passed: dict | None = None) -> dict:
+def run_script(
+    script: Path, mode: str, tmp: Path, policy: LoadPolicy | None = None, passed: dict | None = None
+) -> dict:
     wanted = [] if mode == "full" else list(SIZES.get(script.name, {}).get(mode, []))
     help_text = _help(script)
     for flag, value in (passed or {}).items():
@@ -251,8 +275,7 @@ def run_script(script: Path, mode: str, tmp: Path, policy: LoadPolicy | None = N
             wanted += [flag, str(value)]
     args, dropped = _supported(help_text, wanted)
     dropped = [f for f in dropped if f not in (passed or {})]  # passed-through options are optional
-    rec, load = measure(lambda: _run_script_once(script, mode, tmp, args, dropped, help_text), policy,
-                        script.name)
+    rec, load = measure(lambda: _run_script_once(script, mode, tmp, args, dropped, help_text), policy, script.name)
     rec["load_average"] = load
     return rec
 
@@ -267,8 +290,12 @@ def _run_script_once(script: Path, mode: str, tmp: Path, args: list, dropped: li
     timeout = int(TIMEOUTS[mode] * TIMEOUT_SCALE.get(script.name, 1.0))
     print(f"[run_all] {script.name} {' '.join(args)} (timeout {timeout}s)", file=sys.stderr, flush=True)
     rc, stdout, stderr, wall, rss = _run(cmd, cwd=REPO, timeout=timeout)
-    rec = {"script": f"benchmarks/{script.name}", "args": args, "wall_s": round(wall, 3),
-           "peak_rss_mb_process": None if rss is None else round(rss, 1)}
+    rec = {
+        "script": f"benchmarks/{script.name}",
+        "args": args,
+        "wall_s": round(wall, 3),
+        "peak_rss_mb_process": None if rss is None else round(rss, 1),
+    }
     if dropped:
         rec["options_not_supported"] = dropped
     if not help_ok:
@@ -287,8 +314,7 @@ def _run_script_once(script: Path, mode: str, tmp: Path, args: list, dropped: li
     if rc != 0:
         rec.update(status="failed", returncode=rc, stderr_tail=stderr[-2000:])
     elif data is None:
-        rec.update(status="failed", returncode=rc, error="no JSON on --out or stdout",
-                   stderr_tail=stderr[-2000:])
+        rec.update(status="failed", returncode=rc, error="no JSON on --out or stdout", stderr_tail=stderr[-2000:])
     else:
         rec["status"] = "ok"
     if data is not None:
@@ -345,8 +371,13 @@ def _demo_once(cores: int, timeout: int) -> dict:
     print(f"[run_all] demo end to end in {scratch} (--cores {cores})", file=sys.stderr, flush=True)
     rc, out, err, wall, rss = _run(base, cwd=scratch, timeout=timeout)
     log = out + err
-    rec = {"cores": cores, "scratch_dir": "fresh temporary directory", "wall_s": round(wall, 2),
-           "peak_rss_mb_largest_process": None if rss is None else round(rss, 1), "_scratch": str(scratch)}
+    rec = {
+        "cores": cores,
+        "scratch_dir": "fresh temporary directory",
+        "wall_s": round(wall, 2),
+        "peak_rss_mb_largest_process": None if rss is None else round(rss, 1),
+        "_scratch": str(scratch),
+    }
     m = re.search(r"(\d+) of (\d+) steps \(100%\) done", log)
     rec["jobs"] = int(m.group(2)) if m else None
     if rc != 0:
@@ -361,14 +392,28 @@ def _demo_once(cores: int, timeout: int) -> dict:
 
 
 def _demo_cmd(scratch: Path, cores: int) -> list:
-    return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(scratch),
-            "--configfile", str(REPO / "config" / "demo.yaml"), "--cores", str(cores)]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(scratch),
+        "--configfile",
+        str(REPO / "config" / "demo.yaml"),
+        "--cores",
+        str(cores),
+    ]
 
 
 def _noop_once(scratch: Path, cores: int) -> dict:
     rc2, out2, err2, wall2, _ = _run(_demo_cmd(scratch, cores), cwd=scratch, timeout=600)
-    noop = {"wall_s": round(wall2, 2), "nothing_to_be_done": "Nothing to be done" in out2 + err2,
-            "status": "ok" if rc2 == 0 else "failed"}
+    noop = {
+        "wall_s": round(wall2, 2),
+        "nothing_to_be_done": "Nothing to be done" in out2 + err2,
+        "status": "ok" if rc2 == 0 else "failed",
+    }
     if rc2 != 0 or not noop["nothing_to_be_done"]:
         noop["log_tail"] = (out2 + err2)[-3000:]
     return noop
@@ -377,16 +422,23 @@ def _noop_once(scratch: Path, cores: int) -> dict:
 def run_demo(cores: int, timeout: int, keep: Path | None = None, policy: LoadPolicy | None = None) -> dict:
     """The offline demo in a fresh scratch directory, then the no-op rerun (each a figure under `policy`:
     a repeated end-to-end run starts in a fresh directory; the no-op reruns use the kept one's)."""
-    rec, load = measure(lambda: _demo_once(cores, timeout), policy, "demo",
-                        discard=lambda r: shutil.rmtree(r["_scratch"], ignore_errors=True))
+    rec, load = measure(
+        lambda: _demo_once(cores, timeout),
+        policy,
+        "demo",
+        discard=lambda r: shutil.rmtree(r["_scratch"], ignore_errors=True),
+    )
     scratch = Path(rec.pop("_scratch"))
     rec["load_average"] = load
     try:
         if rec["status"] != "ok":
             return {"end_to_end": rec}
-        noop, noop_load = measure(lambda: _noop_once(scratch, cores), policy, "demo no-op rerun",
-                                  status=lambda r: "ok" if r["status"] == "ok" and r["nothing_to_be_done"]
-                                  else "failed")
+        noop, noop_load = measure(
+            lambda: _noop_once(scratch, cores),
+            policy,
+            "demo no-op rerun",
+            status=lambda r: "ok" if r["status"] == "ok" and r["nothing_to_be_done"] else "failed",
+        )
         noop["load_average"] = noop_load
         return {"end_to_end": rec, "noop_rerun": noop}
     finally:
@@ -397,9 +449,12 @@ def run_demo(cores: int, timeout: int, keep: Path | None = None, policy: LoadPol
 
 # ------------------------------------------------------------------ Markdown
 _INTERESTING = re.compile(r"(seconds|_s$|^s$|wall|per_s|rate|throughput|rss|speedup|ratio|_mb$)", re.I)
-_SKIP = re.compile(r"(_all$|load_average|machine|^n$|^d$|spot_check|agree|max_abs|mean_conformity|file_mb|"
-                   r"full_array|after_imports|threads|workers|batch_size|cpus|cpu_s|^user_s$|^sys_s$|"
-                   r"ru_maxrss|_cpu$)", re.I)
+_SKIP = re.compile(
+    r"(_all$|load_average|machine|^n$|^d$|spot_check|agree|max_abs|mean_conformity|file_mb|"
+    r"full_array|after_imports|threads|workers|batch_size|cpus|cpu_s|^user_s$|^sys_s$|"
+    r"ru_maxrss|_cpu$)",
+    re.I,
+)
 
 
 _HEADLINE = re.compile(r"(over|ratio|speedup|per_alpha_over_exp|within)", re.I)
@@ -407,8 +462,13 @@ _HEADLINE = re.compile(r"(over|ratio|speedup|per_alpha_over_exp|within)", re.I)
 
 def _is_figure(k, v) -> bool:
     """An interesting number (times, rates, memory, ratios) of a benchmark's JSON."""
-    return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-            and bool(_INTERESTING.search(str(k))) and not _SKIP.search(str(k)))
+    return (
+        isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and math.isfinite(v)
+        and bool(_INTERESTING.search(str(k)))
+        and not _SKIP.search(str(k))
+    )
 
 
 def _is_headline(k, v) -> bool:
@@ -422,10 +482,19 @@ def _leaf_rows(obj, labels=(), key_path=(), keep=_is_figure):
     """(case label, metric key, value) for the leaves of a benchmark's JSON that `keep(key, value)` accepts."""
     rows = []
     if isinstance(obj, dict):
-        here = [str(v) for k, v in obj.items() if isinstance(v, str) and k in
-                ("model", "stage", "mode", "name", "label", "case", "method_label", "size", "n_rows")]
-        nums = {k: v for k, v in obj.items() if (k in ("n", "rows", "size", "N") or k.startswith("n_"))
-                and isinstance(v, int) and not isinstance(v, bool)}
+        here = [
+            str(v)
+            for k, v in obj.items()
+            if isinstance(v, str)
+            and k in ("model", "stage", "mode", "name", "label", "case", "method_label", "size", "n_rows")
+        ]
+        nums = {
+            k: v
+            for k, v in obj.items()
+            if (k in ("n", "rows", "size", "N") or k.startswith("n_"))
+            and isinstance(v, int)
+            and not isinstance(v, bool)
+        }
         lab = list(labels) + here + [f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in nums.items()]
         for k, v in obj.items():
             if k in ("load_average", "machine"):
@@ -475,14 +544,22 @@ def _case(case, rec) -> str:
 def markdown(report: dict, max_rows_per_bench: int = 40) -> str:
     m = report["machine"]
     pol = report.get("load_policy") or {}
-    lines = [f"Measured on {m['cpus']} CPU cores ({m['cpu']}), GPU: {m['gpu'] or 'none'}, "
-             f"{report['date']}; `python benchmarks/run_all.py{' --quick' if report['mode'] == 'quick' else ''}`"
-             f"{' --full' if report['mode'] == 'full' else ''}."
-             + (f" Load: the 1-minute load average when the figure's run started (flagged above "
-                f"{pol['max_load']:g})." if pol else ""), "",
-             "| benchmark | case | figure | value | load |", "|---|---|---|---|---|"]
-    ok = [(Path(rec["script"]).stem.replace("bench_", ""), rec) for rec in report["benchmarks"]
-          if rec["status"] == "ok"]
+    lines = [
+        f"Measured on {m['cpus']} CPU cores ({m['cpu']}), GPU: {m['gpu'] or 'none'}, "
+        f"{report['date']}; `python benchmarks/run_all.py{' --quick' if report['mode'] == 'quick' else ''}`"
+        f"{' --full' if report['mode'] == 'full' else ''}."
+        + (
+            f" Load: the 1-minute load average when the figure's run started (flagged above {pol['max_load']:g})."
+            if pol
+            else ""
+        ),
+        "",
+        "| benchmark | case | figure | value | load |",
+        "|---|---|---|---|---|",
+    ]
+    ok = [
+        (Path(rec["script"]).stem.replace("bench_", ""), rec) for rec in report["benchmarks"] if rec["status"] == "ok"
+    ]
 
     def source(rec):  # a script's own "summary" block, when it has one, is its headline
         result = rec.get("result", {})
@@ -498,17 +575,23 @@ def markdown(report: dict, max_rows_per_bench: int = 40) -> str:
     e2e = demo.get("end_to_end")
     if e2e:
         if e2e.get("status") == "ok":
-            lines.append(f"| demo (`--cores {e2e['cores']}`) | fresh directory, {e2e.get('jobs')} jobs | "
-                         f"end-to-end wall time (s) | {_fmt(e2e['wall_s'])} | {_load_cell(e2e)} |")
+            lines.append(
+                f"| demo (`--cores {e2e['cores']}`) | fresh directory, {e2e.get('jobs')} jobs | "
+                f"end-to-end wall time (s) | {_fmt(e2e['wall_s'])} | {_load_cell(e2e)} |"
+            )
             if e2e.get("peak_rss_mb_jobs") is not None:
-                lines.append(f"| demo | largest job (Snakemake `benchmark:`) | peak RSS (MB) | "
-                             f"{_fmt(e2e['peak_rss_mb_jobs'])} | {_load_cell(e2e)} |")
+                lines.append(
+                    f"| demo | largest job (Snakemake `benchmark:`) | peak RSS (MB) | "
+                    f"{_fmt(e2e['peak_rss_mb_jobs'])} | {_load_cell(e2e)} |"
+                )
         else:
             lines.append(f"| demo | end to end | status | **{e2e.get('status')}** | {_load_cell(e2e)} |")
     noop = demo.get("noop_rerun")
     if noop:
-        lines.append(f"| demo | no-op rerun ({'Nothing to be done' if noop['nothing_to_be_done'] else 'JOBS RAN'}) "
-                     f"| wall time (s) | {_fmt(noop['wall_s'])} | {_load_cell(noop)} |")
+        lines.append(
+            f"| demo | no-op rerun ({'Nothing to be done' if noop['nothing_to_be_done'] else 'JOBS RAN'}) "
+            f"| wall time (s) | {_fmt(noop['wall_s'])} | {_load_cell(noop)} |"
+        )
     for rec in report["benchmarks"]:
         name = Path(rec["script"]).stem.replace("bench_", "")
         if rec["status"] != "ok":
@@ -540,18 +623,39 @@ def main(argv=None):
     size = ap.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="small sizes: a few minutes in all")
     size.add_argument("--full", action="store_true", help="each script's own (paper-scale) defaults: long")
-    ap.add_argument("--only", nargs="+", default=None, metavar="NAME",
-                    help="run only these benchmarks (embed, geometry, loss, conformity, contention, dag, demo)")
+    ap.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="run only these benchmarks (embed, geometry, loss, conformity, contention, dag, demo)",
+    )
     ap.add_argument("--no-demo", action="store_true", help="skip the demo end-to-end and no-op rerun timing")
-    ap.add_argument("--cores", type=int, default=os.cpu_count() or 1,
-                    help="--cores of the demo run (and of scripts with a --cores option: bench_dag.py)")
+    ap.add_argument(
+        "--cores",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="--cores of the demo run (and of scripts with a --cores option: bench_dag.py)",
+    )
     ap.add_argument("--demo-timeout", type=int, default=1800)
-    ap.add_argument("--max-load", type=float, default=0.5,
-                    help="1-minute load average above which a figure counts as taken on a busy machine")
-    ap.add_argument("--settle-s", type=float, default=60.0,
-                    help="before each run, wait up to this many seconds for the load to drop to --max-load")
-    ap.add_argument("--retries", type=int, default=2,
-                    help="repeat a run that started above --max-load up to this many times (keep the lowest load)")
+    ap.add_argument(
+        "--max-load",
+        type=float,
+        default=0.5,
+        help="1-minute load average above which a figure counts as taken on a busy machine",
+    )
+    ap.add_argument(
+        "--settle-s",
+        type=float,
+        default=60.0,
+        help="before each run, wait up to this many seconds for the load to drop to --max-load",
+    )
+    ap.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        help="repeat a run that started above --max-load up to this many times (keep the lowest load)",
+    )
     ap.add_argument("--poll-s", type=float, default=5.0, help="seconds between load-average polls while waiting")
     a = ap.parse_args(argv)
     policy = LoadPolicy(max_load=a.max_load, settle_s=a.settle_s, retries=max(0, a.retries), poll_s=a.poll_s)
@@ -562,12 +666,21 @@ def main(argv=None):
         "benchmark": "all",
         "mode": mode,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "machine": {"cpus": os.cpu_count(), "cpu": _cpu_name(),
-                    "platform": platform.platform(), "python": platform.python_version(),
-                    "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-                    "loadavg_start": _common.loadavg()},
-        "load_policy": {"max_load": policy.max_load, "settle_s": policy.settle_s, "retries": policy.retries,
-                        "poll_s": policy.poll_s, "load": "1-minute load average (os.getloadavg()[0])"},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "cpu": _cpu_name(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "loadavg_start": _common.loadavg(),
+        },
+        "load_policy": {
+            "max_load": policy.max_load,
+            "settle_s": policy.settle_s,
+            "retries": policy.retries,
+            "poll_s": policy.poll_s,
+            "load": "1-minute load average (os.getloadavg()[0])",
+        },
         "benchmarks": [],
     }
     t0 = time.perf_counter()
@@ -577,24 +690,32 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="clipgeom-bench-") as tmp:
         for s in scripts:
             rec = run_script(s, mode, Path(tmp), policy, passed={"--cores": a.cores})
-            print(f"[run_all] {s.name}: {rec['status']} in {rec['wall_s']:.1f}s at load "
-                  f"{rec['load_average']['load_1min']}", file=sys.stderr, flush=True)
+            print(
+                f"[run_all] {s.name}: {rec['status']} in {rec['wall_s']:.1f}s at load "
+                f"{rec['load_average']['load_1min']}",
+                file=sys.stderr,
+                flush=True,
+            )
             report["benchmarks"].append(rec)
     if not a.no_demo and (a.only is None or "demo" in a.only):
         report["demo"] = run_demo(a.cores, a.demo_timeout, policy=policy)
     report["peak_rss_mb"] = {
         Path(r["script"]).stem: {
-            "largest_reported": max((v for k, v in (r.get("peak_rss_mb") or {}).items() if "after_imports" not in k),
-                                    default=None),
-            "script_process_tree": r.get("peak_rss_mb_process")}
-        for r in report["benchmarks"]}
+            "largest_reported": max(
+                (v for k, v in (r.get("peak_rss_mb") or {}).items() if "after_imports" not in k), default=None
+            ),
+            "script_process_tree": r.get("peak_rss_mb_process"),
+        }
+        for r in report["benchmarks"]
+    }
     if "demo" in report:
         report["peak_rss_mb"]["demo"] = report["demo"]["end_to_end"].get("peak_rss_mb_jobs")
     report["failures"] = [r["script"] for r in report["benchmarks"] if r["status"] != "ok"]
     if "demo" in report and report["demo"]["end_to_end"].get("status") != "ok":
         report["failures"].append("demo")
-    report["above_max_load"] = [r["script"] for r in report["benchmarks"]
-                                if r.get("load_average", {}).get("above_max_load")]
+    report["above_max_load"] = [
+        r["script"] for r in report["benchmarks"] if r.get("load_average", {}).get("above_max_load")
+    ]
     for fig in ("end_to_end", "noop_rerun"):
         if report.get("demo", {}).get(fig, {}).get("load_average", {}).get("above_max_load"):
             report["above_max_load"].append(f"demo.{fig}")
@@ -608,8 +729,11 @@ def main(argv=None):
         Path(a.markdown).parent.mkdir(parents=True, exist_ok=True)
         Path(a.markdown).write_text(md)
     print(md)
-    print(f"[run_all] wrote {out} in {report['total_wall_s']}s; failures: {report['failures'] or 'none'}; "
-          f"above load {policy.max_load:g}: {report['above_max_load'] or 'none'}", file=sys.stderr)
+    print(
+        f"[run_all] wrote {out} in {report['total_wall_s']}s; failures: {report['failures'] or 'none'}; "
+        f"above load {policy.max_load:g}: {report['above_max_load'] or 'none'}",
+        file=sys.stderr,
+    )
     return report
 
 

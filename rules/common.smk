@@ -4,7 +4,12 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from clipgeom.config import canonical, check_config, open_clip_architectures, validate_config
+from clipgeom.config import (
+    canonical,
+    check_config,
+    open_clip_architectures,
+    validate_config,
+)
 from clipgeom.summary import is_paper_setup
 
 validate_config(config, Path(workflow.basedir) / "config" / "schema")
@@ -13,7 +18,9 @@ validate_config(config, Path(workflow.basedir) / "config" / "schema")
 check_config(
     config,
     known_archs=open_clip_architectures(),
-    n_shards=workflow.resource_settings.overwrite_scatter.get("split", config["embedding"]["shards"]),
+    n_shards=workflow.resource_settings.overwrite_scatter.get(
+        "split", config["embedding"]["shards"]
+    ),
 )
 
 ROOT = Path(workflow.basedir)
@@ -63,7 +70,9 @@ def is_paired(dataset):
 
 def analysis_pairs():
     """(dataset, model) pairs that the per-dataset stages run on."""
-    return [(d, m) for d, m in embedding_pairs() if is_paired(d) and DATASETS[d]["analyse"]]
+    return [
+        (d, m) for d, m in embedding_pairs() if is_paired(d) and DATASETS[d]["analyse"]
+    ]
 
 
 def external_sets(reference):
@@ -105,7 +114,8 @@ def is_demo(wildcards):
 
 def sweep_threads(wildcards):
     """Threads of alpha_sweep: 2, or 1 for a demo dataset too small for the sweep to use a second thread
-    (it runs serially below 2,048 pairs), so that it does not hold a core it leaves idle."""
+    (it runs serially below 2,048 pairs), so that it does not hold a core it leaves idle.
+    """
     d = DATASETS[wildcards.dataset]
     return 1 if d["kind"] == "demo" and int(d.get("n_images", 0)) < 2048 else 2
 
@@ -129,7 +139,14 @@ def code_version(*modules):
 
 def script_code(stage, *modules):
     """code_version of the stage script, clipgeom's shared I/O modules and `modules`."""
-    return code_version(f"workflow/scripts/{stage}.py", "h5io", "outputs", "scripting", "atomic", *modules)
+    return code_version(
+        f"workflow/scripts/{stage}.py",
+        "h5io",
+        "outputs",
+        "scripting",
+        "atomic",
+        *modules,
+    )
 
 
 wildcard_constraints:
@@ -157,8 +174,10 @@ def dataset_inputs(wildcards):
     """Raw input files of a dataset (missing ones fail with a message that says where to put them)."""
     c = DATASETS[wildcards.dataset]
     if c["kind"] == "demo":
-        return {"captions": f"{demo_root(wildcards.dataset)}/captions.jsonl",
-                "images": f"{demo_root(wildcards.dataset)}/images"}
+        return {
+            "captions": f"{demo_root(wildcards.dataset)}/captions.jsonl",
+            "images": f"{demo_root(wildcards.dataset)}/images",
+        }
     files = {k: c[k] for k in ("captions", "images") if c.get(k)}
     if not (c["kind"] == "coco" and c["download"]):
         for key, path in files.items():
@@ -166,7 +185,11 @@ def dataset_inputs(wildcards):
                 raise WorkflowError(
                     f"dataset {wildcards.dataset!r}: {key} not found at {path!r}. Put the file there, or "
                     f"change datasets.{wildcards.dataset}.{key} in the config"
-                    + (", or set download: true to fetch COCO's official archives" if c["kind"] == "coco" else "")
+                    + (
+                        ", or set download: true to fetch COCO's official archives"
+                        if c["kind"] == "coco"
+                        else ""
+                    )
                 )
     return files
 
@@ -191,7 +214,9 @@ def image_fingerprint(wildcards):
         for name in sorted(filenames):
             full = os.path.join(dirpath, name)
             st = os.stat(full)
-            h.update(f"{os.path.relpath(full, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            h.update(
+                f"{os.path.relpath(full, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode()
+            )
     return h.hexdigest()[:16]
 
 
@@ -222,7 +247,10 @@ def model_files(wildcards):
     if c["model_config"]:
         files["model_config"] = c["model_config"]
     p = c["pretrained"]
-    if p and (c["init_seed"] is not None or Path(p).suffix in (".pt", ".pth", ".bin", ".safetensors")):
+    if p and (
+        c["init_seed"] is not None
+        or Path(p).suffix in (".pt", ".pth", ".bin", ".safetensors")
+    ):
         files["checkpoint"] = p
     return files
 
@@ -254,7 +282,10 @@ def external_embeddings(wildcards):
     for e in external_sets(wildcards.dataset):
         if DATASETS[e]["kind"] == "embeddings":
             # `models:` on an imported set names the models whose references it is scored against
-            if DATASETS[e]["models"] is None or wildcards.model in DATASETS[e]["models"]:
+            if (
+                DATASETS[e]["models"] is None
+                or wildcards.model in DATASETS[e]["models"]
+            ):
                 out[e] = embeddings_h5(e, DATASETS[e]["model"])
         elif wildcards.model in models_for(e):
             out[e] = embeddings_h5(e, wildcards.model)

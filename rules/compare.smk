@@ -9,31 +9,47 @@ rule compare_models:
     input:
         summaries=[f"results/{d}/{m}/summary.json" for d, m in analysis_pairs()],
     output:
-        table=report("results/comparison/summary_table.csv",
-                     caption="../report/compare/summary_table.rst",
-                     category="Cross-model comparison", subcategory="All datasets × models",
-                     labels={"file": "summary_table.csv"}),
-        grid_png=report("results/comparison/headline_grid.png",
-                        caption="../report/compare/headline_grid.rst",
-                        category="Cross-model comparison", subcategory="All datasets × models",
-                        labels={"file": "headline_grid.png"}),
+        table=report(
+            "results/comparison/summary_table.csv",
+            caption="../report/compare/summary_table.rst",
+            category="Cross-model comparison",
+            subcategory="All datasets × models",
+            labels={"file": "summary_table.csv"},
+        ),
+        grid_png=report(
+            "results/comparison/headline_grid.png",
+            caption="../report/compare/headline_grid.rst",
+            category="Cross-model comparison",
+            subcategory="All datasets × models",
+            labels={"file": "headline_grid.png"},
+        ),
         grid_pdf="results/comparison/headline_grid.pdf",
-        all_png=report("results/comparison/all_numbers.png",
-                       caption="../report/compare/all_numbers.rst",
-                       category="Cross-model comparison", subcategory="All datasets × models",
-                       labels={"file": "all_numbers.png"}),
+        all_png=report(
+            "results/comparison/all_numbers.png",
+            caption="../report/compare/all_numbers.rst",
+            category="Cross-model comparison",
+            subcategory="All datasets × models",
+            labels={"file": "all_numbers.png"},
+        ),
         all_pdf="results/comparison/all_numbers.pdf",
-    params:
-        pairs=[f"{d} × {m}" for d, m in analysis_pairs()],
-        headline=list(HEADLINE_PATTERNS),
-        code=code_version("workflow/scripts/compare_models.py", "compare", "plots/compare", "summary",
-                          "paper", "outputs", "scripting"),
-    localrule: True  # cheap: on a cluster, run on the submit host
     log:
         "results/comparison/logs/compare_models.log",
     benchmark:
         "results/comparison/benchmarks/compare_models.tsv"
+    localrule: True  # cheap: on a cluster, run on the submit host
     conda:
         "../envs/clipgeom.yaml"
+    params:
+        pairs=[f"{d} × {m}" for d, m in analysis_pairs()],
+        headline=list(HEADLINE_PATTERNS),
+        code=code_version(
+            "workflow/scripts/compare_models.py",
+            "compare",
+            "plots/compare",
+            "summary",
+            "paper",
+            "outputs",
+            "scripting",
+        ),
     script:
         "../workflow/scripts/compare_models.py"

@@ -9,27 +9,40 @@ rule conformity:
     output:
         metrics=stage_dir("conformity", "metrics.json"),
         values=stage_dir("conformity", "conformity.csv"),
-        scatter_png=report(stage_dir("conformity", "conformity_scatter.png"),
-                           caption="../report/conformity/conformity_scatter.rst",
-                           category="Conformity", subcategory="{dataset} × {model}"),
+        scatter_png=report(
+            stage_dir("conformity", "conformity_scatter.png"),
+            caption="../report/conformity/conformity_scatter.rst",
+            category="Conformity",
+            subcategory="{dataset} × {model}",
+        ),
         scatter_pdf=stage_dir("conformity", "conformity_scatter.pdf"),
-        images_png=report(stage_dir("conformity", "extremes_images.png"),
-                          caption="../report/conformity/extremes_images.rst",
-                          category="Conformity", subcategory="{dataset} × {model}"),
+        images_png=report(
+            stage_dir("conformity", "extremes_images.png"),
+            caption="../report/conformity/extremes_images.rst",
+            category="Conformity",
+            subcategory="{dataset} × {model}",
+        ),
         images_pdf=stage_dir("conformity", "extremes_images.pdf"),
-        captions_png=report(stage_dir("conformity", "extremes_captions.png"),
-                            caption="../report/conformity/extremes_captions.rst",
-                            category="Conformity", subcategory="{dataset} × {model}"),
+        captions_png=report(
+            stage_dir("conformity", "extremes_captions.png"),
+            caption="../report/conformity/extremes_captions.rst",
+            category="Conformity",
+            subcategory="{dataset} × {model}",
+        ),
         captions_pdf=stage_dir("conformity", "extremes_captions.pdf"),
+    log:
+        stage_log("conformity"),
+    benchmark:
+        stage_benchmark("conformity")
+    conda:
+        "../envs/clipgeom.yaml"
     params:
         p=stage_params("conformity"),
         demo=is_demo,
         images=lambda wc: image_root(wc.dataset),
         code=script_code("conformity", "conformity", "plots/conformity", "imagesource"),
-    log: stage_log("conformity"),
-    benchmark: stage_benchmark("conformity"),
-    conda: "../envs/clipgeom.yaml"
-    script: "../workflow/scripts/conformity.py"
+    script:
+        "../workflow/scripts/conformity.py"
 
 
 rule kl_matching:
@@ -38,22 +51,32 @@ rule kl_matching:
     output:
         metrics=stage_dir("kl_matching", "metrics.json"),
         values=stage_dir("kl_matching", "kl_curve.csv"),
-        dist_png=report(stage_dir("kl_matching", "distributions.png"),
-                        caption="../report/kl_matching/distributions.rst",
-                        category="KL matching", subcategory="{dataset} × {model}"),
+        dist_png=report(
+            stage_dir("kl_matching", "distributions.png"),
+            caption="../report/kl_matching/distributions.rst",
+            category="KL matching",
+            subcategory="{dataset} × {model}",
+        ),
         dist_pdf=stage_dir("kl_matching", "distributions.pdf"),
-        curve_png=report(stage_dir("kl_matching", "kl_curve.png"),
-                         caption="../report/kl_matching/kl_curve.rst",
-                         category="KL matching", subcategory="{dataset} × {model}"),
+        curve_png=report(
+            stage_dir("kl_matching", "kl_curve.png"),
+            caption="../report/kl_matching/kl_curve.rst",
+            category="KL matching",
+            subcategory="{dataset} × {model}",
+        ),
         curve_pdf=stage_dir("kl_matching", "kl_curve.pdf"),
+    log:
+        stage_log("kl_matching"),
+    benchmark:
+        stage_benchmark("kl_matching")
+    conda:
+        "../envs/clipgeom.yaml"
     params:
         p=stage_params("kl_matching"),
         demo=is_demo,
         code=script_code("kl_matching", "conformity", "plots/conformity"),
-    log: stage_log("kl_matching"),
-    benchmark: stage_benchmark("kl_matching"),
-    conda: "../envs/clipgeom.yaml"
-    script: "../workflow/scripts/kl_matching.py"
+    script:
+        "../workflow/scripts/kl_matching.py"
 
 
 rule conformity_compare:
@@ -63,19 +86,26 @@ rule conformity_compare:
     output:
         metrics=stage_dir("conformity_compare", "metrics.json"),
         values=stage_dir("conformity_compare", "conformity_compare.csv"),
-        compare_png=report(stage_dir("conformity_compare", "compare.png"),
-                           caption="../report/conformity_compare/compare.rst",
-                           category="Conformity comparison", subcategory="{dataset} × {model}"),
+        compare_png=report(
+            stage_dir("conformity_compare", "compare.png"),
+            caption="../report/conformity_compare/compare.rst",
+            category="Conformity comparison",
+            subcategory="{dataset} × {model}",
+        ),
         compare_pdf=stage_dir("conformity_compare", "compare.pdf"),
+    log:
+        stage_log("conformity_compare"),
+    benchmark:
+        stage_benchmark("conformity_compare")
+    conda:
+        "../envs/clipgeom.yaml"
     params:
         p=stage_params("conformity_compare"),
         demo=is_demo,
         sets=lambda wc: list(external_embeddings(wc)),  # names, in the order of input.external
         code=script_code("conformity_compare", "conformity", "plots/conformity"),
-    log: stage_log("conformity_compare"),
-    benchmark: stage_benchmark("conformity_compare"),
-    conda: "../envs/clipgeom.yaml"
-    script: "../workflow/scripts/conformity_compare.py"
+    script:
+        "../workflow/scripts/conformity_compare.py"
 
 
 rule vslerp:
@@ -84,20 +114,30 @@ rule vslerp:
     output:
         metrics=stage_dir("vslerp", "metrics.json"),
         values=stage_dir("vslerp", "vslerp_paths.csv"),
-        paths_png=report(stage_dir("vslerp", "vslerp_neighbours.png"),
-                         caption="../report/vslerp/vslerp_neighbours.rst",
-                         category="vSLERP", subcategory="{dataset} × {model}"),
+        paths_png=report(
+            stage_dir("vslerp", "vslerp_neighbours.png"),
+            caption="../report/vslerp/vslerp_neighbours.rst",
+            category="vSLERP",
+            subcategory="{dataset} × {model}",
+        ),
         paths_pdf=stage_dir("vslerp", "vslerp_neighbours.pdf"),
-        stats_png=report(stage_dir("vslerp", "vslerp_stats.png"),
-                         caption="../report/vslerp/vslerp_stats.rst",
-                         category="vSLERP", subcategory="{dataset} × {model}"),
+        stats_png=report(
+            stage_dir("vslerp", "vslerp_stats.png"),
+            caption="../report/vslerp/vslerp_stats.rst",
+            category="vSLERP",
+            subcategory="{dataset} × {model}",
+        ),
         stats_pdf=stage_dir("vslerp", "vslerp_stats.pdf"),
+    log:
+        stage_log("vslerp"),
+    benchmark:
+        stage_benchmark("vslerp")
+    conda:
+        "../envs/clipgeom.yaml"
     params:
         p=stage_params("vslerp"),
         demo=is_demo,
         images=lambda wc: image_root(wc.dataset),
         code=script_code("vslerp", "vslerp", "plots/conformity", "imagesource"),
-    log: stage_log("vslerp"),
-    benchmark: stage_benchmark("vslerp"),
-    conda: "../envs/clipgeom.yaml"
-    script: "../workflow/scripts/vslerp.py"
+    script:
+        "../workflow/scripts/vslerp.py"

@@ -10,17 +10,21 @@ for _ds, _c in DATASETS.items():
                 f"download_{_ds}"
             output:
                 captions=_c["captions"],
-                images=directory(_c["images"]) if not _c["images"].lower().endswith(".zip") else _c["images"],
+                images=(
+                    directory(_c["images"])
+                    if not _c["images"].lower().endswith(".zip")
+                    else _c["images"]
+                ),
+            log:
+                f"results/{_ds}/logs/download.log",
+            retries: 2
+            localrule: True  # on a cluster, runs on the submit host (compute nodes often have no internet)
+            conda:
+                "../envs/clipgeom.yaml"
             params:
                 images_url=_c["images_url"],
                 annotations_url=_c["annotations_url"],
                 member=_c["annotations_member"],
-            log:
-                f"results/{_ds}/logs/download.log",
-            localrule: True  # on a cluster, runs on the submit host (compute nodes often have no internet)
-            retries: 2
-            conda:
-                "../envs/clipgeom.yaml"
             script:
                 "../workflow/scripts/download_coco.py"
 
@@ -30,16 +34,16 @@ rule make_demo_data:
     output:
         captions="results/demo_data/{dataset}/captions.jsonl",
         images=directory("results/demo_data/{dataset}/images"),
+    log:
+        "results/demo_data/{dataset}/make_demo_data.log",
+    conda:
+        "../envs/clipgeom.yaml"
     params:
         n_images=lambda wc: DATASETS[wc.dataset]["n_images"],
         captions_per_image=lambda wc: DATASETS[wc.dataset]["captions_per_demo_image"],
         image_size=lambda wc: DATASETS[wc.dataset]["image_size"],
         seed=lambda wc: DATASETS[wc.dataset]["seed"],
         code=code_version("workflow/scripts/make_demo_data.py", "demo", "scripting"),
-    log:
-        "results/demo_data/{dataset}/make_demo_data.log",
-    conda:
-        "../envs/clipgeom.yaml"
     script:
         "../workflow/scripts/make_demo_data.py"
 
@@ -50,16 +54,25 @@ rule prepare_dataset:
         unpack(dataset_inputs),
     output:
         manifest="results/{dataset}/manifest.json",
+    log:
+        "results/{dataset}/logs/prepare_dataset.log",
+    wildcard_constraints:
+        dataset=names_regex(
+            [d for d, c in DATASETS.items() if c["kind"] != "embeddings"]
+        ),
+    conda:
+        "../envs/clipgeom.yaml"
     params:
         dataset=lambda wc: dataset_cfg(wc.dataset),
         demo_root=lambda wc: demo_root(wc.dataset),
         images_fingerprint=image_fingerprint,
-        code=code_version("workflow/scripts/prepare_dataset.py", "data", "imagesource", "outputs", "atomic", "scripting"),
-    log:
-        "results/{dataset}/logs/prepare_dataset.log",
-    wildcard_constraints:
-        dataset=names_regex([d for d, c in DATASETS.items() if c["kind"] != "embeddings"]),
-    conda:
-        "../envs/clipgeom.yaml"
+        code=code_version(
+            "workflow/scripts/prepare_dataset.py",
+            "data",
+            "imagesource",
+            "outputs",
+            "atomic",
+            "scripting",
+        ),
     script:
         "../workflow/scripts/prepare_dataset.py"

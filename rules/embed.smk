@@ -1,5 +1,6 @@
 # Manifest -> raw CLIP embeddings: scatter over shards (GPU jobs), gather into embeddings.h5.
 
+
 scattergather:
     split=config["embedding"]["shards"],
 
@@ -12,15 +13,20 @@ for _m, _c in MODELS.items():
                 f"random_weights_{_m}"
             output:
                 _c["pretrained"],
-            params:
-                arch=_c["arch"],
-                model_config=_c["model_config"],
-                seed=_c["init_seed"],
-                code=code_version("workflow/scripts/random_weights.py", "embed", "atomic", "scripting"),
             log:
                 f"results/models/logs/random_weights_{_m}.log",
             conda:
                 "../envs/clipgeom.yaml"
+            params:
+                arch=_c["arch"],
+                model_config=_c["model_config"],
+                seed=_c["init_seed"],
+                code=code_version(
+                    "workflow/scripts/random_weights.py",
+                    "embed",
+                    "atomic",
+                    "scripting",
+                ),
             script:
                 "../workflow/scripts/random_weights.py"
 
@@ -32,10 +38,12 @@ rule embed_shard:
         manifest="results/{dataset}/manifest.json",
     output:
         "results/{dataset}/{model}/shards/{scatteritem}.h5",
-    params:
-        model=lambda wc: model_cfg(wc.model),
-        image_root=lambda wc: image_root(wc.dataset),
-        code=code_version("workflow/scripts/embed_shard.py", "embed", "data", "imagesource", "h5io", "atomic", "scripting"),
+    log:
+        "results/{dataset}/{model}/logs/embed_shard_{scatteritem}.log",
+    benchmark:
+        "results/{dataset}/{model}/benchmarks/embed_shard_{scatteritem}.tsv"
+    conda:
+        "../envs/clipgeom.yaml"
     threads: config["embedding"]["threads"]
     resources:
         gpu=embed_gpus,
@@ -43,12 +51,18 @@ rule embed_shard:
         text_batch_size=config["embedding"]["text_batch_size"],
         loader_workers=config["embedding"]["loader_workers"],
         mem_mb=8000,
-    log:
-        "results/{dataset}/{model}/logs/embed_shard_{scatteritem}.log",
-    benchmark:
-        "results/{dataset}/{model}/benchmarks/embed_shard_{scatteritem}.tsv"
-    conda:
-        "../envs/clipgeom.yaml"
+    params:
+        model=lambda wc: model_cfg(wc.model),
+        image_root=lambda wc: image_root(wc.dataset),
+        code=code_version(
+            "workflow/scripts/embed_shard.py",
+            "embed",
+            "data",
+            "imagesource",
+            "h5io",
+            "atomic",
+            "scripting",
+        ),
     script:
         "../workflow/scripts/embed_shard.py"
 
@@ -61,14 +75,22 @@ rule merge_embeddings:
     output:
         embeddings_h5(),
         rejected=rejected_csv(),
-    params:
-        code=code_version("workflow/scripts/merge_embeddings.py", "embed", "h5io", "rejects", "outputs", "atomic", "scripting"),
     log:
         "results/{dataset}/{model}/logs/merge_embeddings.log",
     wildcard_constraints:
         dataset=names_regex(model_datasets()),
     conda:
         "../envs/clipgeom.yaml"
+    params:
+        code=code_version(
+            "workflow/scripts/merge_embeddings.py",
+            "embed",
+            "h5io",
+            "rejects",
+            "outputs",
+            "atomic",
+            "scripting",
+        ),
     script:
         "../workflow/scripts/merge_embeddings.py"
 
@@ -80,16 +102,24 @@ rule import_embeddings:
     output:
         embeddings_h5(),
         rejected=rejected_csv(),
-    params:
-        model=lambda wc: DATASETS[wc.dataset]["model"],
-        policy=lambda wc: DATASETS[wc.dataset]["on_bad_item"],
-        logit_scale=lambda wc: DATASETS[wc.dataset]["logit_scale"],
-        code=code_version("workflow/scripts/import_embeddings.py", "imported", "h5io", "rejects", "outputs", "atomic", "scripting"),
     log:
         "results/{dataset}/{model}/logs/import_embeddings.log",
     wildcard_constraints:
         dataset=names_regex(imported_datasets()),
     conda:
         "../envs/clipgeom.yaml"
+    params:
+        model=lambda wc: DATASETS[wc.dataset]["model"],
+        policy=lambda wc: DATASETS[wc.dataset]["on_bad_item"],
+        logit_scale=lambda wc: DATASETS[wc.dataset]["logit_scale"],
+        code=code_version(
+            "workflow/scripts/import_embeddings.py",
+            "imported",
+            "h5io",
+            "rejects",
+            "outputs",
+            "atomic",
+            "scripting",
+        ),
     script:
         "../workflow/scripts/import_embeddings.py"

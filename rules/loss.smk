@@ -11,37 +11,54 @@ rule alpha_sweep:
     output:
         metrics=stage_dir("alpha_sweep", "metrics.json"),
         curves=stage_dir("alpha_sweep", "curves.csv"),
-        loss_png=report(stage_dir("alpha_sweep", "loss_curves.png"),
-                        caption="../report/alpha_sweep/loss_curves.rst",
-                        category="Loss (alpha sweep)", subcategory="{dataset} × {model}"),
+        loss_png=report(
+            stage_dir("alpha_sweep", "loss_curves.png"),
+            caption="../report/alpha_sweep/loss_curves.rst",
+            category="Loss (alpha sweep)",
+            subcategory="{dataset} × {model}",
+        ),
         loss_pdf=stage_dir("alpha_sweep", "loss_curves.pdf"),
-        geometry_png=report(stage_dir("alpha_sweep", "geometry_curves.png"),
-                            caption="../report/alpha_sweep/geometry_curves.rst",
-                            category="Loss (alpha sweep)", subcategory="{dataset} × {model}"),
+        geometry_png=report(
+            stage_dir("alpha_sweep", "geometry_curves.png"),
+            caption="../report/alpha_sweep/geometry_curves.rst",
+            category="Loss (alpha sweep)",
+            subcategory="{dataset} × {model}",
+        ),
         geometry_pdf=stage_dir("alpha_sweep", "geometry_curves.pdf"),
+    log:
+        stage_log("alpha_sweep"),
+    benchmark:
+        stage_benchmark("alpha_sweep")
+    conda:
+        "../envs/clipgeom.yaml"
+    threads: sweep_threads
     params:
         p=stage_params("alpha_sweep"),
         demo=is_demo,
         code=script_code("alpha_sweep", "loss", "sweep_kernel", "plots/loss"),
-    threads: sweep_threads
-    log: stage_log("alpha_sweep"),
-    benchmark: stage_benchmark("alpha_sweep"),
-    conda: "../envs/clipgeom.yaml"
-    script: "../workflow/scripts/alpha_sweep.py"
+    script:
+        "../workflow/scripts/alpha_sweep.py"
 
 
 rule blur_simulation:
     output:
         metrics=f"{BLUR_DIR}/metrics.json",
         values=f"{BLUR_DIR}/values.csv",
-        hist_png=report(f"{BLUR_DIR}/blur_histograms.png",
-                        caption="../report/blur_simulation/blur_histograms.rst",
-                        category="Blur simulation", subcategory="Fig. 7"),
+        hist_png=report(
+            f"{BLUR_DIR}/blur_histograms.png",
+            caption="../report/blur_simulation/blur_histograms.rst",
+            category="Blur simulation",
+            subcategory="Fig. 7",
+        ),
         hist_pdf=f"{BLUR_DIR}/blur_histograms.pdf",
+    log:
+        f"{BLUR_DIR}/logs/blur_simulation.log",
+    benchmark:
+        f"{BLUR_DIR}/benchmarks/blur_simulation.tsv"
+    conda:
+        "../envs/clipgeom.yaml"
     params:
         p=stage_params("blur_simulation"),
         code=script_code("blur_simulation", "blur", "plots/loss"),
-    log: f"{BLUR_DIR}/logs/blur_simulation.log",
-    benchmark: f"{BLUR_DIR}/benchmarks/blur_simulation.tsv",
-    conda: "../envs/clipgeom.yaml"
-    script: "../workflow/scripts/blur_simulation.py"
+    script:
+        "../workflow/scripts/blur_simulation.py"

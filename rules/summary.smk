@@ -4,29 +4,44 @@
 rule summary:
     input:
         embeddings=embeddings_h5(),
-        metrics=expand("results/{{dataset}}/{{model}}/{stage}/metrics.json", stage=PAIR_STAGES),
+        metrics=expand(
+            "results/{{dataset}}/{{model}}/{stage}/metrics.json", stage=PAIR_STAGES
+        ),
     output:
-        summary=report("results/{dataset}/{model}/summary.json",
-                       caption="../report/summary/summary_json.rst",
-                       category="Summary", subcategory="{dataset} × {model}",
-                       labels={"file": "summary.json"}),
-        table=report("results/{dataset}/{model}/summary_table.csv",
-                     caption="../report/summary/summary_table.rst",
-                     category="Summary", subcategory="{dataset} × {model}",
-                     labels={"file": "summary_table.csv"}),
-        paper_table=report("results/{dataset}/{model}/paper_vs_run.csv",
-                           caption="../report/summary/paper_vs_run.rst",
-                           category="Summary", subcategory="{dataset} × {model}",
-                           labels={"file": "paper_vs_run.csv"}),
+        summary=report(
+            "results/{dataset}/{model}/summary.json",
+            caption="../report/summary/summary_json.rst",
+            category="Summary",
+            subcategory="{dataset} × {model}",
+            labels={"file": "summary.json"},
+        ),
+        table=report(
+            "results/{dataset}/{model}/summary_table.csv",
+            caption="../report/summary/summary_table.rst",
+            category="Summary",
+            subcategory="{dataset} × {model}",
+            labels={"file": "summary_table.csv"},
+        ),
+        paper_table=report(
+            "results/{dataset}/{model}/paper_vs_run.csv",
+            caption="../report/summary/paper_vs_run.rst",
+            category="Summary",
+            subcategory="{dataset} × {model}",
+            labels={"file": "paper_vs_run.csv"},
+        ),
+    log:
+        "results/{dataset}/{model}/logs/summary.log",
+    localrule: True  # cheap: on a cluster, run on the submit host
+    conda:
+        "../envs/clipgeom.yaml"
     params:
         stages=PAIR_STAGES,
         # an imported dataset names its own {model}, which is not under models:
-        paper_setup=lambda wc: is_paper_setup(DATASETS[wc.dataset], MODELS.get(wc.model, {})),
-        code=code_version("workflow/scripts/summary.py", "summary", "paper", "outputs", "compare"),
-    localrule: True  # cheap: on a cluster, run on the submit host
-    log:
-        "results/{dataset}/{model}/logs/summary.log",
-    conda:
-        "../envs/clipgeom.yaml"
+        paper_setup=lambda wc: is_paper_setup(
+            DATASETS[wc.dataset], MODELS.get(wc.model, {})
+        ),
+        code=code_version(
+            "workflow/scripts/summary.py", "summary", "paper", "outputs", "compare"
+        ),
     script:
         "../workflow/scripts/summary.py"

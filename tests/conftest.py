@@ -33,9 +33,12 @@ def embeddings_from_pairs(image: np.ndarray, text: np.ndarray, **attrs) -> Embed
     """N image rows paired 1:1 with N text rows."""
     n = len(image)
     return Embeddings(
-        image=np.asarray(image, np.float32), text=np.asarray(text, np.float32),
-        image_id=np.arange(n), image_file=np.asarray([f"{i:012d}.jpg" for i in range(n)], dtype=object),
-        text_id=np.arange(n), text_image_index=np.arange(n),
+        image=np.asarray(image, np.float32),
+        text=np.asarray(text, np.float32),
+        image_id=np.arange(n),
+        image_file=np.asarray([f"{i:012d}.jpg" for i in range(n)], dtype=object),
+        text_id=np.arange(n),
+        text_image_index=np.arange(n),
         caption=np.asarray([f"caption {i}" for i in range(n)], dtype=object),
         attrs={"model": "test", "pretrained": "none", "logit_scale": 100.0, **attrs},
     )
@@ -58,8 +61,10 @@ def clip500_h5(clip500, tmp_path_factory) -> Path:
 @pytest.fixture
 def write_h5(tmp_path):
     """write_h5(image, text, **attrs) -> path of an embeddings.h5 with 1:1 pairs."""
+
     def _write(image, text, name="embeddings.h5", **attrs):
         path = tmp_path / name
         write_embeddings(path, embeddings_from_pairs(image, text, **attrs))
         return path
+
     return _write

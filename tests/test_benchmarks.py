@@ -39,9 +39,25 @@ def common():
 def test_contention_smoke(tmp_path):
     out = tmp_path / "contention.json"
     env = dict(os.environ, HF_HUB_OFFLINE="1", MPLBACKEND="Agg")
-    r = subprocess.run([sys.executable, str(BENCH / "bench_contention.py"), "--n", "600", "--alphas", "3",
-                        "--repeats", "1", "--out", str(out)], capture_output=True, text=True, timeout=300, env=env,
-                       cwd=REPO)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "bench_contention.py"),
+            "--n",
+            "600",
+            "--alphas",
+            "3",
+            "--repeats",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=REPO,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     data = json.loads(out.read_text())
     assert json.loads(r.stdout) == data  # the same object on stdout
@@ -59,8 +75,12 @@ def test_contention_smoke(tmp_path):
     assert remedied["confine_threads_called"] or remedied["env"]["OMP_WAIT_POLICY"] == "PASSIVE"
     assert data["arms"]["contended"]["busy_cpu_s"] > 0
     s = data["summary"]
-    for key in ("cpu_contended_over_alone", "wall_contended_over_alone", "cpu_active_over_alone",
-                "wall_active_over_alone"):
+    for key in (
+        "cpu_contended_over_alone",
+        "wall_contended_over_alone",
+        "cpu_active_over_alone",
+        "wall_active_over_alone",
+    ):
         assert math.isfinite(s[key]) and s[key] > 0, (key, s[key])
     assert isinstance(s["cpu_within_1.3x"], bool) and isinstance(s["wall_within_2.3x"], bool)
     assert data["machine"]["cpu_count"] == os.cpu_count() and data["machine"]["platform"]
@@ -68,22 +88,25 @@ def test_contention_smoke(tmp_path):
 
 
 # ------------------------------------------------------------------ run_all.py: the load decision
-@pytest.mark.parametrize("loads, statuses, retries, expected", [
-    ([], [], 2, (True, -1)),                                     # nothing run yet
-    ([0.2], ["ok"], 2, (False, 0)),                              # quiet: keep it
-    ([0.9], ["ok"], 2, (True, 0)),                               # busy: again
-    ([0.9, 0.3], ["ok", "ok"], 2, (False, 1)),                   # the repeat was quiet: keep it
-    ([0.9, 0.7, 0.8], ["ok", "ok", "ok"], 2, (False, 1)),        # retries spent: keep the lowest load
-    ([0.9, 0.9], ["ok", "ok"], 2, (True, 0)),                    # equal loads: the first is kept
-    ([0.9], ["ok"], 0, (False, 0)),                              # --retries 0: never again
-    ([0.9], ["failed"], 2, (False, 0)),                          # a failure is not the load's doing
-    ([0.9], ["timeout"], 2, (False, 0)),
-    ([0.9, 0.1], ["ok", "failed"], 2, (False, 0)),               # the failed repeat is not kept
-    ([0.9, 0.8], ["failed", "ok"], 2, (True, 1)),
-    ([None], ["ok"], 2, (False, 0)),                             # no load average: no repeat
-    ([None, 0.7], ["ok", "ok"], 2, (False, 1)),                  # a known load beats an unknown one
-    ([0.5], ["ok"], 2, (False, 0)),                              # at the threshold counts as quiet
-])
+@pytest.mark.parametrize(
+    "loads, statuses, retries, expected",
+    [
+        ([], [], 2, (True, -1)),  # nothing run yet
+        ([0.2], ["ok"], 2, (False, 0)),  # quiet: keep it
+        ([0.9], ["ok"], 2, (True, 0)),  # busy: again
+        ([0.9, 0.3], ["ok", "ok"], 2, (False, 1)),  # the repeat was quiet: keep it
+        ([0.9, 0.7, 0.8], ["ok", "ok", "ok"], 2, (False, 1)),  # retries spent: keep the lowest load
+        ([0.9, 0.9], ["ok", "ok"], 2, (True, 0)),  # equal loads: the first is kept
+        ([0.9], ["ok"], 0, (False, 0)),  # --retries 0: never again
+        ([0.9], ["failed"], 2, (False, 0)),  # a failure is not the load's doing
+        ([0.9], ["timeout"], 2, (False, 0)),
+        ([0.9, 0.1], ["ok", "failed"], 2, (False, 0)),  # the failed repeat is not kept
+        ([0.9, 0.8], ["failed", "ok"], 2, (True, 1)),
+        ([None], ["ok"], 2, (False, 0)),  # no load average: no repeat
+        ([None, 0.7], ["ok", "ok"], 2, (False, 1)),  # a known load beats an unknown one
+        ([0.5], ["ok"], 2, (False, 0)),  # at the threshold counts as quiet
+    ],
+)
 def test_load_decision(run_all, loads, statuses, retries, expected):
     assert run_all.load_decision(loads, statuses, max_load=0.5, retries=retries) == expected
 
@@ -150,18 +173,39 @@ def test_measure_quiet_runs_once(run_all, monkeypatch):
 def test_markdown_ratios_first_with_load(run_all):
     la = {"load_1min": 0.8, "load_1min_after": 1.0, "max_load": 0.5, "above_max_load": True}
     report = {
-        "machine": {"cpus": 2, "cpu": "x", "gpu": None}, "date": "today", "mode": "quick",
+        "machine": {"cpus": 2, "cpu": "x", "gpu": None},
+        "date": "today",
+        "mode": "quick",
         "load_policy": {"max_load": 0.5},
         "benchmarks": [
-            {"script": "benchmarks/bench_loss.py", "args": [], "status": "ok", "wall_s": 5.0, "load_average": la,
-             "result": {"summary": {"fast_seconds_per_alpha": 0.05, "speedup_vs_direct": 30.0}}},
-            {"script": "benchmarks/bench_contention.py", "args": [], "status": "ok", "wall_s": 9.0,
-             "load_average": dict(la, load_1min=0.2, above_max_load=False),
-             "result": {"summary": {"alone_sweep_wall_s": 1.0, "cpu_contended_over_alone": 1.1,
-                                    "wall_within_2.3x": True}}},
+            {
+                "script": "benchmarks/bench_loss.py",
+                "args": [],
+                "status": "ok",
+                "wall_s": 5.0,
+                "load_average": la,
+                "result": {"summary": {"fast_seconds_per_alpha": 0.05, "speedup_vs_direct": 30.0}},
+            },
+            {
+                "script": "benchmarks/bench_contention.py",
+                "args": [],
+                "status": "ok",
+                "wall_s": 9.0,
+                "load_average": dict(la, load_1min=0.2, above_max_load=False),
+                "result": {
+                    "summary": {"alone_sweep_wall_s": 1.0, "cpu_contended_over_alone": 1.1, "wall_within_2.3x": True}
+                },
+            },
         ],
-        "demo": {"end_to_end": {"status": "ok", "cores": 2, "jobs": 40, "wall_s": 60.0,
-                                "load_average": dict(la, load_1min=0.3, above_max_load=False)}},
+        "demo": {
+            "end_to_end": {
+                "status": "ok",
+                "cores": 2,
+                "jobs": 40,
+                "wall_s": 60.0,
+                "load_average": dict(la, load_1min=0.3, above_max_load=False),
+            }
+        },
     }
     rows = [r for r in run_all.markdown(report).splitlines() if r.startswith("| ") and "---" not in r][1:]
     figures = [r.split("|")[3].strip() for r in rows]

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import yaml
+from workflow_utils import REPO, run_snakemake
 
 from clipgeom.config import ConfigError, canonical, load_schema, validate_config
-
-from workflow_utils import REPO, run_snakemake
 
 SCHEMA = REPO / "config" / "schema"
 
@@ -27,19 +24,30 @@ def test_shipped_configs_validate_and_fill_defaults():
         assert set(cfg["stages"]) == set(load_schema(SCHEMA)["properties"]["stages"]["properties"])
     cfg = _load("config.yaml")
     validate_config(cfg, SCHEMA)
-    assert cfg["models"]["ViT-B-32-openai"] == {"arch": "ViT-B-32", "pretrained": "openai", "precision": "fp32",
-                                                 "device": "auto", "model_config": None, "init_seed": None}
+    assert cfg["models"]["ViT-B-32-openai"] == {
+        "arch": "ViT-B-32",
+        "pretrained": "openai",
+        "precision": "fp32",
+        "device": "auto",
+        "model_config": None,
+        "init_seed": None,
+    }
     assert cfg["datasets"]["coco_val2017"]["captions_per_image"] is None
 
 
-@pytest.mark.parametrize("mutate, key", [
-    (lambda c: c["datasets"]["coco_val2017"].update(kind="cocoa"), "datasets.coco_val2017.kind"),
-    (lambda c: c["datasets"]["coco_val2017"].update(captions_per_image="five"),
-     "datasets.coco_val2017.captions_per_image"),
-    (lambda c: c["models"]["ViT-B-32-openai"].update(precison="fp16"), "models.ViT-B-32-openai"),
-    (lambda c: c["embedding"].update(shards=0), "embedding.shards"),
-    (lambda c: c.update(stage={}), "<top level>"),
-])
+@pytest.mark.parametrize(
+    "mutate, key",
+    [
+        (lambda c: c["datasets"]["coco_val2017"].update(kind="cocoa"), "datasets.coco_val2017.kind"),
+        (
+            lambda c: c["datasets"]["coco_val2017"].update(captions_per_image="five"),
+            "datasets.coco_val2017.captions_per_image",
+        ),
+        (lambda c: c["models"]["ViT-B-32-openai"].update(precison="fp16"), "models.ViT-B-32-openai"),
+        (lambda c: c["embedding"].update(shards=0), "embedding.shards"),
+        (lambda c: c.update(stage={}), "<top level>"),
+    ],
+)
 def test_wrong_key_or_type_names_the_key(mutate, key):
     cfg = _load("config.yaml")
     mutate(cfg)

@@ -114,8 +114,9 @@ def test_cross_set_conformity_equals_brute_force():
     b = clip_like(420, 20, 10, offset=3.0)
     expected = brute_cross(a, b)
     np.testing.assert_allclose(cf.cross_conformity(a, b), expected, atol=1e-9)
-    np.testing.assert_allclose(cf.conformity_against(a, cf.set_sums(b, chunk_rows=33), chunk_rows=11),
-                               expected, atol=1e-9)
+    np.testing.assert_allclose(
+        cf.conformity_against(a, cf.set_sums(b, chunk_rows=33), chunk_rows=11), expected, atol=1e-9
+    )
 
 
 def test_cross_conformity_of_a_member_includes_itself():
@@ -164,13 +165,14 @@ def test_shifted_conformity_equals_explicit_shift():
     alphas = [-1.0, -0.3, 0.0, 0.5, 1.0]
     got = cf.shifted_conformity(x, alphas, m, chunk_rows=64)
     assert got.shape == (len(alphas), len(x))
-    for row, alpha in zip(got, alphas):
+    for row, alpha in zip(got, alphas, strict=False):
         shifted = x.astype(np.float64) - alpha * m
         np.testing.assert_allclose(row, brute_conformity(shifted), atol=1e-9)
     # alpha = 0 reproduces the unshifted conformity; the default m is the raw mean
     np.testing.assert_allclose(got[2], cf.conformity(x), atol=1e-12)
-    np.testing.assert_allclose(cf.shifted_conformity(x, [0.7])[0],
-                               brute_conformity(x.astype(np.float64) - 0.7 * m), atol=1e-9)
+    np.testing.assert_allclose(
+        cf.shifted_conformity(x, [0.7])[0], brute_conformity(x.astype(np.float64) - 0.7 * m), atol=1e-9
+    )
 
 
 def test_kl_of_distribution_with_itself_is_zero():
@@ -277,14 +279,33 @@ def test_resolve_pairs():
 # the stage scripts, end to end on an embeddings.h5
 # ---------------------------------------------------------------------------
 OUTPUTS = {
-    "conformity": ["metrics.json", ("values", "conformity.csv"), ("scatter_png", "s.png"), ("scatter_pdf", "s.pdf"),
-                   ("images_png", "i.png"), ("images_pdf", "i.pdf"), ("captions_png", "c.png"),
-                   ("captions_pdf", "c.pdf")],
-    "kl_matching": ["metrics.json", ("values", "kl.csv"), ("dist_png", "d.png"), ("dist_pdf", "d.pdf"),
-                    ("curve_png", "k.png"), ("curve_pdf", "k.pdf")],
+    "conformity": [
+        "metrics.json",
+        ("values", "conformity.csv"),
+        ("scatter_png", "s.png"),
+        ("scatter_pdf", "s.pdf"),
+        ("images_png", "i.png"),
+        ("images_pdf", "i.pdf"),
+        ("captions_png", "c.png"),
+        ("captions_pdf", "c.pdf"),
+    ],
+    "kl_matching": [
+        "metrics.json",
+        ("values", "kl.csv"),
+        ("dist_png", "d.png"),
+        ("dist_pdf", "d.pdf"),
+        ("curve_png", "k.png"),
+        ("curve_pdf", "k.pdf"),
+    ],
     "conformity_compare": ["metrics.json", ("values", "v.csv"), ("compare_png", "c.png"), ("compare_pdf", "c.pdf")],
-    "vslerp": ["metrics.json", ("values", "v.csv"), ("paths_png", "p.png"), ("paths_pdf", "p.pdf"),
-               ("stats_png", "s.png"), ("stats_pdf", "s.pdf")],
+    "vslerp": [
+        "metrics.json",
+        ("values", "v.csv"),
+        ("paths_png", "p.png"),
+        ("paths_pdf", "p.pdf"),
+        ("stats_png", "s.png"),
+        ("stats_pdf", "s.pdf"),
+    ],
 }
 
 
@@ -297,10 +318,21 @@ def run_script(stage, inputs, params, out_dir, expect_ok=True):
         outs[key] = out_dir / name
     log = out_dir / f"{stage}.log"
     out_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, str(REPO / "workflow" / "scripts" / f"{stage}.py"),
-           "--input", *[f"{k}={v}" for k, v in inputs.items()],
-           "--output", *[f"{k}={v}" for k, v in outs.items()],
-           "--params", json.dumps(params), "--wildcards", "dataset=coco500", "model=vitb16", "--log", str(log)]
+    cmd = [
+        sys.executable,
+        str(REPO / "workflow" / "scripts" / f"{stage}.py"),
+        "--input",
+        *[f"{k}={v}" for k, v in inputs.items()],
+        "--output",
+        *[f"{k}={v}" for k, v in outs.items()],
+        "--params",
+        json.dumps(params),
+        "--wildcards",
+        "dataset=coco500",
+        "model=vitb16",
+        "--log",
+        str(log),
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "Agg"}, cwd=out_dir)
     if expect_ok:
         assert res.returncode == 0, res.stderr[-4000:]
@@ -324,14 +356,19 @@ def stages():
 def test_conformity_script_end_to_end(clip500, clip500_h5, stages, tmp_path):
     # images for a few rows only: the others must fall back to their file names, and the log says so
     from PIL import Image
+
     img_dir = tmp_path / "images"
     img_dir.mkdir()
     expected = {mod: brute_conformity(getattr(clip500, mod)) for mod in ("image", "text")}
     top = np.argsort(-expected["image"])[:2]
     for i in top:
         Image.new("RGB", (40, 30), (200, 30, 30)).save(img_dir / clip500.image_file[i])
-    outs, log = run_script("conformity", {"embeddings": clip500_h5},
-                           {"p": stages["conformity"], "demo": False, "images": str(img_dir)}, tmp_path / "out")
+    outs, log = run_script(
+        "conformity",
+        {"embeddings": clip500_h5},
+        {"p": stages["conformity"], "demo": False, "images": str(img_dir)},
+        tmp_path / "out",
+    )
     metrics = json.loads(outs["metrics"].read_text())
     assert metrics["stage"] == "conformity"
     assert metrics["thumbnails"]["loaded"] == 2
@@ -352,8 +389,9 @@ def test_conformity_script_end_to_end(clip500, clip500_h5, stages, tmp_path):
 
 
 def test_conformity_script_without_images(clip500_h5, stages, tmp_path):
-    outs, log = run_script("conformity", {"embeddings": clip500_h5},
-                           {"p": stages["conformity"], "demo": True, "images": None}, tmp_path)
+    outs, log = run_script(
+        "conformity", {"embeddings": clip500_h5}, {"p": stages["conformity"], "demo": True, "images": None}, tmp_path
+    )
     assert "no image source configured" in log
     assert json.loads(outs["metrics"].read_text())["demo"] is True
 
@@ -386,30 +424,47 @@ def test_kl_matching_script_end_to_end(clip500, clip500_h5, stages, tmp_path):
 
 
 def test_conformity_compare_without_external_sets(clip500, clip500_h5, stages, tmp_path):
-    outs, log = run_script("conformity_compare", {"reference": clip500_h5},
-                           {"p": stages["conformity_compare"], "demo": False, "sets": []}, tmp_path)
+    outs, log = run_script(
+        "conformity_compare",
+        {"reference": clip500_h5},
+        {"p": stages["conformity_compare"], "demo": False, "sets": []},
+        tmp_path,
+    )
     metrics = json.loads(outs["metrics"].read_text())
     assert metrics["summary"]["n_sets"] == 0 and metrics["summary"]["sets"] == {}
     assert "no external sets" in metrics["summary"]["note"]
     assert metrics["summary"]["reference"]["image"]["mean"] == pytest.approx(
-        brute_conformity(clip500.image).mean(), abs=1e-9)
+        brute_conformity(clip500.image).mean(), abs=1e-9
+    )
 
 
 def test_conformity_compare_with_external_sets(clip500, clip500_h5, stages, write_h5, tmp_path):
     from clipgeom.h5io import Embeddings, write_embeddings
+
     rng = np.random.default_rng(19)
     gen_img = clip500.image[:120] + 0.05 * rng.normal(size=(120, 512)).astype(np.float32)
     ext_images = write_h5(gen_img, clip500.text[:120], name="ext_pairs.h5")
     gen_txt = clip500.text[200:260] * 4.0  # captions only, raw scale differs
     cap_path = tmp_path / "captions_only.h5"
-    write_embeddings(cap_path, Embeddings(
-        image=np.zeros((0, 512), np.float32), text=gen_txt, image_id=np.zeros(0, np.int64),
-        image_file=np.zeros(0, dtype=object), text_id=np.arange(60), text_image_index=-np.ones(60, np.int64),
-        caption=np.array([f"gen {i}" for i in range(60)], dtype=object), attrs={"model": "test"}))
-    outs, log = run_script("conformity_compare",
-                           {"reference": clip500_h5, "external": f"{ext_images},{cap_path}"},
-                           {"p": stages["conformity_compare"], "demo": False, "sets": ["gen_a", "gen_caps"]},
-                           tmp_path / "out")
+    write_embeddings(
+        cap_path,
+        Embeddings(
+            image=np.zeros((0, 512), np.float32),
+            text=gen_txt,
+            image_id=np.zeros(0, np.int64),
+            image_file=np.zeros(0, dtype=object),
+            text_id=np.arange(60),
+            text_image_index=-np.ones(60, np.int64),
+            caption=np.array([f"gen {i}" for i in range(60)], dtype=object),
+            attrs={"model": "test"},
+        ),
+    )
+    outs, log = run_script(
+        "conformity_compare",
+        {"reference": clip500_h5, "external": f"{ext_images},{cap_path}"},
+        {"p": stages["conformity_compare"], "demo": False, "sets": ["gen_a", "gen_caps"]},
+        tmp_path / "out",
+    )
     s = json.loads(outs["metrics"].read_text())["summary"]
     assert s["n_sets"] == 2
     ref_img = brute_conformity(clip500.image).mean()
@@ -439,22 +494,24 @@ def test_vslerp_script_end_to_end(clip500, clip500_h5, stages, tmp_path):
             assert int(r["nearest_1_id"]) == end
             assert float(r["nearest_1_cos"]) == pytest.approx(1.0, abs=1e-9)
             assert float(r["norm"]) == pytest.approx(np.linalg.norm(v[end]), abs=1e-9)
-            assert float(r["cos_to_mean"]) == pytest.approx(v[end] @ m / (np.linalg.norm(v[end]) * np.linalg.norm(m)),
-                                                            abs=1e-9)
+            assert float(r["cos_to_mean"]) == pytest.approx(
+                v[end] @ m / (np.linalg.norm(v[end]) * np.linalg.norm(m)), abs=1e-9
+            )
     assert metrics["endpoint_max_abs_error"] < 1e-12
 
 
 def test_vslerp_script_unknown_id_is_named(clip500_h5, stages, tmp_path):
     p = dict(stages["vslerp"], pairs=[[3, 123456789]])
-    _, err = run_script("vslerp", {"embeddings": clip500_h5}, {"p": p, "demo": False, "images": None}, tmp_path,
-                        expect_ok=False)
+    _, err = run_script(
+        "vslerp", {"embeddings": clip500_h5}, {"p": p, "demo": False, "images": None}, tmp_path, expect_ok=False
+    )
     assert "123456789" in err
-
 
 
 def test_rules_dry_run(tmp_path):
     """The four rules parse and resolve their inputs (external sets included) on a small demo config."""
     import yaml
+
     snakefile = REPO / "Snakefile"
     if not snakefile.is_file():
         pytest.skip("no Snakefile in this checkout")
@@ -464,23 +521,46 @@ def test_rules_dry_run(tmp_path):
             "gen": {"kind": "demo", "n_images": 4, "seed": 1, "analyse": False, "reference": "ref"},
             "other": {"kind": "demo", "n_images": 4, "seed": 2, "analyse": False},
         },
-        "models": {"tiny": {"arch": "tiny-clip", "model_config": "config/models/tiny-clip.json",
-                            "pretrained": "results/models/tiny.pt", "init_seed": 0, "device": "cpu"}},
+        "models": {
+            "tiny": {
+                "arch": "tiny-clip",
+                "model_config": "config/models/tiny-clip.json",
+                "pretrained": "results/models/tiny.pt",
+                "init_seed": 0,
+                "device": "cpu",
+            }
+        },
         "stages": {"vslerp": {"pairs": [[0, 1]]}},
     }
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump(config))
-    targets = [f"results/{d}/tiny/{s}/metrics.json" for d in ("ref", "other")
-               for s in ("conformity", "kl_matching", "conformity_compare", "vslerp")]
+    targets = [
+        f"results/{d}/tiny/{s}/metrics.json"
+        for d in ("ref", "other")
+        for s in ("conformity", "kl_matching", "conformity_compare", "vslerp")
+    ]
     res = subprocess.run(
-        [str(Path(sys.executable).with_name("snakemake")), "-n", "--snakefile", str(snakefile), "-d", str(tmp_path),
-         "--configfile", str(cfg), "--cores", "1", *targets],
-        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        [
+            str(Path(sys.executable).with_name("snakemake")),
+            "-n",
+            "--snakefile",
+            str(snakefile),
+            "-d",
+            str(tmp_path),
+            "--configfile",
+            str(cfg),
+            "--cores",
+            "1",
+            *targets,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert res.returncode == 0, res.stderr[-4000:]
     out = res.stdout + res.stderr
     jobs = out.split("rule ")
-    compare = {j.split("wildcards: ")[1].split("\n")[0]: j for j in jobs
-               if j.startswith("conformity_compare:")}
+    compare = {j.split("wildcards: ")[1].split("\n")[0]: j for j in jobs if j.startswith("conformity_compare:")}
     assert set(compare) == {"dataset=ref, model=tiny", "dataset=other, model=tiny"}
     # ref's compare job takes the external set as input; other (no external sets) runs on its own embeddings
     assert "results/gen/tiny/embeddings.h5" in compare["dataset=ref, model=tiny"]

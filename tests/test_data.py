@@ -10,8 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipgeom.data import (DataError, build_manifest, list_image_folder, manifest_for, read_caption_table,
-                           read_coco_captions, shard_slice)
+from clipgeom.data import (
+    DataError,
+    build_manifest,
+    list_image_folder,
+    manifest_for,
+    read_caption_table,
+    read_coco_captions,
+    shard_slice,
+)
 from clipgeom.imagesource import BadImageError, ImageSource, to_rgb
 
 
@@ -36,8 +43,16 @@ def coco_placeholder_images(coco_json, tmp_path_factory) -> Path:
 
 def test_real_coco_captions_all_kept(coco_json, coco_placeholder_images):
     raw = json.loads(coco_json.read_text())
-    m = manifest_for("coco", {"kind": "coco", "captions": str(coco_json), "images": str(coco_placeholder_images),
-                              "on_bad_item": "error", "captions_per_image": None})
+    m = manifest_for(
+        "coco",
+        {
+            "kind": "coco",
+            "captions": str(coco_json),
+            "images": str(coco_placeholder_images),
+            "on_bad_item": "error",
+            "captions_per_image": None,
+        },
+    )
     assert m["counts"]["images"] == 5000
     assert m["counts"]["captions"] == 25014
     per_image = Counter(c["image_id"] for c in m["captions"])
@@ -55,8 +70,16 @@ def test_real_coco_captions_all_kept(coco_json, coco_placeholder_images):
 
 
 def test_coco_first_k_captions(coco_json, coco_placeholder_images):
-    m = manifest_for("coco", {"kind": "coco", "captions": str(coco_json), "images": str(coco_placeholder_images),
-                              "on_bad_item": "error", "captions_per_image": 1})
+    m = manifest_for(
+        "coco",
+        {
+            "kind": "coco",
+            "captions": str(coco_json),
+            "images": str(coco_placeholder_images),
+            "on_bad_item": "error",
+            "captions_per_image": 1,
+        },
+    )
     assert m["counts"]["captions"] == 5000
     raw = json.loads(coco_json.read_text())
     first = {}
@@ -88,16 +111,33 @@ def test_generic_csv_and_jsonl(tmp_path):
     _write_images(tmp_path / "img", ["a.png", "b.png"])
     (tmp_path / "c.csv").write_text("image,caption\na.png,first\nb.png,second\na.png,third\n")
     (tmp_path / "c.jsonl").write_text(
-        "".join(json.dumps(r) + "\n" for r in [{"image": "a.png", "caption": "first"},
-                                                {"image": "b.png", "caption": "second"},
-                                                {"image": "a.png", "caption": "third"}]))
+        "".join(
+            json.dumps(r) + "\n"
+            for r in [
+                {"image": "a.png", "caption": "first"},
+                {"image": "b.png", "caption": "second"},
+                {"image": "a.png", "caption": "third"},
+            ]
+        )
+    )
     for name in ("c.csv", "c.jsonl"):
-        m = manifest_for("g", {"kind": "folder", "captions": str(tmp_path / name), "images": str(tmp_path / "img"),
-                               "on_bad_item": "error", "captions_per_image": None})
+        m = manifest_for(
+            "g",
+            {
+                "kind": "folder",
+                "captions": str(tmp_path / name),
+                "images": str(tmp_path / "img"),
+                "on_bad_item": "error",
+                "captions_per_image": None,
+            },
+        )
         # ids of a table are strings; the default image id is the file name (a.png and a.jpg differ)
         assert [im["id"] for im in m["images"]] == ["a.png", "b.png"]
-        assert [(c["image_id"], c["caption"]) for c in m["captions"]] == [("a.png", "first"), ("b.png", "second"),
-                                                                         ("a.png", "third")]
+        assert [(c["image_id"], c["caption"]) for c in m["captions"]] == [
+            ("a.png", "first"),
+            ("b.png", "second"),
+            ("a.png", "third"),
+        ]
 
 
 def test_images_only_and_captions_only_sets(tmp_path):
@@ -121,17 +161,35 @@ def image_dir(tmp_path):
     return tmp_path / "img"
 
 
-@pytest.mark.parametrize("images, captions, delete, match, rejected", [
-    (IMAGES, CAPS, "2.png", r"image 2.*image file missing: 2\.png", {("image", 2), ("caption", 11)}),
-    (IMAGES, CAPS + [{"id": 12, "image_id": 99, "caption": "orphan"}], None,
-     r"caption 12.*image id 99 is not in the dataset", {("caption", 12)}),
-    (IMAGES + [{"id": 3, "file": "1.png"}], CAPS, None, r"image 3.*no captions", {("image", 3)}),
-    (IMAGES + [{"id": 1, "file": "2.png"}], CAPS, None, r"image 1.*duplicate image id", {("image", 1)}),
-    (IMAGES, CAPS + [{"id": 10, "image_id": 2, "caption": "dup"}], None, r"caption 10.*duplicate caption id",
-     {("caption", 10)}),
-    (IMAGES, CAPS + [{"id": 13, "image_id": 1, "caption": "   "}], None, r"caption 13.*empty caption",
-     {("caption", 13)}),
-])
+@pytest.mark.parametrize(
+    "images, captions, delete, match, rejected",
+    [
+        (IMAGES, CAPS, "2.png", r"image 2.*image file missing: 2\.png", {("image", 2), ("caption", 11)}),
+        (
+            IMAGES,
+            CAPS + [{"id": 12, "image_id": 99, "caption": "orphan"}],
+            None,
+            r"caption 12.*image id 99 is not in the dataset",
+            {("caption", 12)},
+        ),
+        (IMAGES + [{"id": 3, "file": "1.png"}], CAPS, None, r"image 3.*no captions", {("image", 3)}),
+        (IMAGES + [{"id": 1, "file": "2.png"}], CAPS, None, r"image 1.*duplicate image id", {("image", 1)}),
+        (
+            IMAGES,
+            CAPS + [{"id": 10, "image_id": 2, "caption": "dup"}],
+            None,
+            r"caption 10.*duplicate caption id",
+            {("caption", 10)},
+        ),
+        (
+            IMAGES,
+            CAPS + [{"id": 13, "image_id": 1, "caption": "   "}],
+            None,
+            r"caption 13.*empty caption",
+            {("caption", 13)},
+        ),
+    ],
+)
 def test_bad_items_error_or_skip(image_dir, images, captions, delete, match, rejected):
     if delete:
         (image_dir / delete).unlink()

@@ -20,25 +20,34 @@ import h5py
 import numpy as np
 import pytest
 import yaml
+from conftest import embeddings_from_pairs
 from PIL import Image
+from workflow_utils import REPO, run_snakemake
 
 from clipgeom.h5io import read_embeddings, write_embeddings
 from clipgeom.summary import flatten
-from conftest import embeddings_from_pairs
-from workflow_utils import REPO, run_snakemake
 
 pytestmark = pytest.mark.slow
 
 ANALYSED = ["coco", "folder_csv", "emb_npz", "emb_npy", "emb_h5", "demo"]
-STAGES = ["separability", "thin_shell", "covariance", "origin_distance", "alpha_sweep", "conformity",
-          "kl_matching", "vslerp", "conformity_compare"]
+STAGES = [
+    "separability",
+    "thin_shell",
+    "covariance",
+    "origin_distance",
+    "alpha_sweep",
+    "conformity",
+    "kl_matching",
+    "vslerp",
+    "conformity_compare",
+]
 
 
 def _image(path: Path, i: int) -> None:
     rng = np.random.default_rng(i)
     arr = np.zeros((40, 48, 3), np.uint8) + rng.integers(0, 255, 3, dtype=np.uint8)
     y, x = rng.integers(0, 20, 2)
-    arr[y:y + 18, x:x + 22] = rng.integers(0, 255, 3, dtype=np.uint8)
+    arr[y : y + 18, x : x + 22] = rng.integers(0, 255, 3, dtype=np.uint8)
     Image.fromarray(arr).save(path)
 
 
@@ -61,8 +70,10 @@ def _write_inputs(root: Path, shared: Path, n_pairs: int = 200) -> dict:
     for i in range(12):
         name = f"sub/img{i:02d}.png" if i == 0 else f"img{i:02d}.png"
         _image(img_dir / name, 100 + i)
-        rows += [{"image": name, "caption": f"picture number {i}, first caption"},
-                 {"image": name, "caption": f"a second caption for picture {i}"}]
+        rows += [
+            {"image": name, "caption": f"picture number {i}, first caption"},
+            {"image": name, "caption": f"a second caption for picture {i}"},
+        ]
     for fmt, delim in (("csv", ","), ("tsv", "\t")):
         with open(root / "folder" / f"captions.{fmt}", "w", newline="") as fh:
             w = csv.DictWriter(fh, ["image", "caption"], delimiter=delim)
@@ -91,22 +102,34 @@ def _config(root: Path) -> Path:
         "datasets": {
             "coco": {"kind": "coco", "captions": "coco/captions.json", "images": "coco/val2017"},
             "folder_csv": {"kind": "folder", "captions": "folder/captions.csv", "images": "folder/images"},
-            "folder_tsv": {"kind": "folder", "captions": "folder/captions.tsv", "images": "folder/images",
-                           "analyse": False},
-            "folder_jsonl": {"kind": "folder", "captions": "folder/captions.jsonl", "images": "folder/images",
-                             "analyse": False},
+            "folder_tsv": {
+                "kind": "folder",
+                "captions": "folder/captions.tsv",
+                "images": "folder/images",
+                "analyse": False,
+            },
+            "folder_jsonl": {
+                "kind": "folder",
+                "captions": "folder/captions.jsonl",
+                "images": "folder/images",
+                "analyse": False,
+            },
             "gen_images": {"kind": "images", "images": "gen_images", "reference": "folder_csv"},
             "gen_captions": {"kind": "captions", "captions": "gen_captions.txt", "reference": "folder_csv"},
             "emb_npz": {"kind": "embeddings", "path": "pairs.npz"},
             "emb_npy": {"kind": "embeddings", "path": "pairs.npy"},
             "emb_h5": {"kind": "embeddings", "path": "pairs.h5", "model": "ViT-B-16-openai"},
-            "ext_imported": {"kind": "embeddings", "path": "external.npz", "analyse": False,
-                             "reference": "emb_npz"},
+            "ext_imported": {"kind": "embeddings", "path": "external.npz", "analyse": False, "reference": "emb_npz"},
             "demo": {"kind": "demo", "n_images": 16},
         },
         "models": {
-            "tiny": {"arch": "tiny-clip", "model_config": str(REPO / "config" / "models" / "tiny-clip.json"),
-                     "pretrained": "results/models/tiny.pt", "init_seed": 0, "device": "cpu"},
+            "tiny": {
+                "arch": "tiny-clip",
+                "model_config": str(REPO / "config" / "models" / "tiny-clip.json"),
+                "pretrained": "results/models/tiny.pt",
+                "init_seed": 0,
+                "device": "cpu",
+            },
         },
         "embedding": {"shards": 1, "batch_size": 16, "loader_workers": 0},
     }
@@ -141,8 +164,12 @@ def test_every_kind_reaches_its_summary(kinds_run):
 
 def test_manifests_keep_every_item(kinds_run):
     root, expected, _ = kinds_run
-    for ds, (n_img, n_txt) in (("coco", expected["coco"]), ("folder_csv", expected["folder"]),
-                               ("folder_tsv", expected["folder"]), ("folder_jsonl", expected["folder"])):
+    for ds, (n_img, n_txt) in (
+        ("coco", expected["coco"]),
+        ("folder_csv", expected["folder"]),
+        ("folder_tsv", expected["folder"]),
+        ("folder_jsonl", expected["folder"]),
+    ):
         m = json.loads((root / "results" / ds / "manifest.json").read_text())
         assert (m["counts"]["images"], m["counts"]["captions"], m["rejects"]) == (n_img, n_txt, []), ds
     emb = read_embeddings(root / "results" / "coco" / "tiny" / "embeddings.h5")
@@ -150,7 +177,7 @@ def test_manifests_keep_every_item(kinds_run):
     # COCO ids kept, each caption paired with its own image
     file_of = {im["id"]: im["file_name"] for im in raw["images"]}
     cap_of = {a["id"]: (a["image_id"], a["caption"].strip()) for a in raw["annotations"]}
-    for tid, row, cap in zip(emb.text_id, emb.text_image_index, emb.caption):
+    for tid, row, cap in zip(emb.text_id, emb.text_image_index, emb.caption, strict=False):
         image_id, text = cap_of[int(tid)]
         assert (int(emb.image_id[row]), cap) == (image_id, text)
         assert emb.image_file[row] == file_of[image_id]
@@ -184,8 +211,11 @@ def test_npz_npy_h5_imports_agree_in_every_stage(kinds_run):
         with h5py.File(base / ds / _model(ds) / "embeddings.h5") as f:
             assert f.attrs["model"] == _model(ds) and f.attrs["imported"]
     # emb_npz alone is the reference of an external set: its conformity_compare has that set too
-    ref = {k: v for k, v in _numbers(base / "emb_npz" / "imported" / "summary.json").items()
-           if not k.startswith(("conformity_compare.sets.", "conformity_compare.n_sets"))}
+    ref = {
+        k: v
+        for k, v in _numbers(base / "emb_npz" / "imported" / "summary.json").items()
+        if not k.startswith(("conformity_compare.sets.", "conformity_compare.n_sets"))
+    }
     assert len(ref) > 30
     for ds in ("emb_npy", "emb_h5"):
         other = _numbers(base / ds / _model(ds) / "summary.json")

@@ -7,20 +7,18 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 from PIL import Image
+from workflow_utils import REPO, SNAKEMAKE, demo_config, run_snakemake, snakemake_env
 
 from clipgeom.data import build_manifest
 from clipgeom.embed import MergeError, embed_shard, load_model, make_random_checkpoint, merge_shards
 from clipgeom.h5io import EmbeddingsFileError, read_embeddings
 from clipgeom.imagesource import BadImageError
 from clipgeom.imported import import_embeddings
-
-from workflow_utils import REPO, demo_config, run_snakemake, snakemake_env, SNAKEMAKE
 
 TINY = str(REPO / "config" / "models" / "tiny-clip.json")
 
@@ -29,8 +27,7 @@ TINY = str(REPO / "config" / "models" / "tiny-clip.json")
 def tiny_model(tmp_path_factory):
     ckpt = tmp_path_factory.mktemp("model") / "tiny.pt"
     make_random_checkpoint("tiny-clip", TINY, seed=0, out=ckpt)
-    return {"arch": "tiny-clip", "pretrained": str(ckpt), "model_config": TINY, "precision": "fp32",
-            "device": "cpu"}
+    return {"arch": "tiny-clip", "pretrained": str(ckpt), "model_config": TINY, "precision": "fp32", "device": "cpu"}
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +66,13 @@ def test_model_path_raw_embeddings(tiny_model, coco_like, tmp_path):
     emb = merge_shards(m, [tmp_path / "s.h5"], tmp_path / "embeddings.h5")
     assert emb.image.shape == (10, 64) and emb.text.shape == (20, 64)
     # raw, not normalised, and equal to a direct forward pass of the same model
-    model, preprocess, tokenizer, info = load_model(**{k: tiny_model[k] for k in
-                                                       ("arch", "pretrained", "model_config", "precision", "device")})
+    model, preprocess, tokenizer, info = load_model(
+        **{k: tiny_model[k] for k in ("arch", "pretrained", "model_config", "precision", "device")}
+    )
     import torch
+
     from clipgeom.imagesource import ImageSource
+
     src = ImageSource(root)
     with torch.no_grad():
         x = torch.stack([preprocess(src.open(im["file"])) for im in images])
@@ -83,8 +83,19 @@ def test_model_path_raw_embeddings(tiny_model, coco_like, tmp_path):
     assert not np.allclose(np.linalg.norm(emb.image, axis=1), 1.0)
     on_disk = read_embeddings(tmp_path / "embeddings.h5")
     assert on_disk.attrs["normalized"] is False or on_disk.attrs["normalized"] == 0
-    for key in ("model", "pretrained", "logit_scale", "embed_dim", "open_clip_version", "torch_version",
-                "precision", "device", "dataset", "input_checksum", "checkpoint_sha256"):
+    for key in (
+        "model",
+        "pretrained",
+        "logit_scale",
+        "embed_dim",
+        "open_clip_version",
+        "torch_version",
+        "precision",
+        "device",
+        "dataset",
+        "input_checksum",
+        "checkpoint_sha256",
+    ):
         assert key in on_disk.attrs, key
     assert list(on_disk.image_id) == [im["id"] for im in images]
     assert list(on_disk.text_image_index) == [i // 2 for i in range(20)]
@@ -136,8 +147,11 @@ def test_corrupt_jpeg_error_and_skip(tiny_model, coco_like, tmp_path):
     assert len(emb.image) == 9 and images[4]["id"] not in set(emb.image_id)
     assert len(emb.text) == 18  # its two captions are dropped, and listed
     rejects = json.loads(emb.attrs["rejects"])
-    assert {(r["kind"], r["item"]) for r in rejects} == {("image", images[4]["id"]), ("caption", 4000),
-                                                         ("caption", 4001)}
+    assert {(r["kind"], r["item"]) for r in rejects} == {
+        ("image", images[4]["id"]),
+        ("caption", 4000),
+        ("caption", 4001),
+    }
     # pairing still right after re-indexing
     for j, i in enumerate(emb.text_image_index):
         img_id = emb.image_id[i]
@@ -199,14 +213,29 @@ def test_sigkill_inside_embed_shard_then_rerun_is_bit_identical(tmp_path):
     for d in (ref, killed):
         d.mkdir()
     target = "results/demo/tiny-a/embeddings.h5"
-    cfg = dict(n_images=600, embedding={"shards": 2, "batch_size": 16, "text_batch_size": 32,
-                                        "loader_workers": 1})
+    cfg = dict(n_images=600, embedding={"shards": 2, "batch_size": 16, "text_batch_size": 32, "loader_workers": 1})
     run_snakemake(ref, demo_config(ref, **cfg), "--cores", "2", target)
 
-    cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(killed), "--configfile",
-           str(demo_config(killed, **cfg)), "--cores", "1", target]
-    proc = subprocess.Popen(cmd, cwd=killed, env=snakemake_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    cmd = [
+        *SNAKEMAKE,
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(killed),
+        "--configfile",
+        str(demo_config(killed, **cfg)),
+        "--cores",
+        "1",
+        target,
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=killed,
+        env=snakemake_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     log = killed / "results/demo/tiny-a/logs/embed_shard_1-of-2.log"
     deadline = time.time() + 300
     while time.time() < deadline:

@@ -29,15 +29,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from conftest import embeddings_from_pairs
 from PIL import Image
+from workflow_utils import REPO
 
 import clipgeom.embed as E
 import clipgeom.h5io as H
 import clipgeom.imported as I
 from clipgeom.data import build_manifest
-
-from conftest import embeddings_from_pairs
-from workflow_utils import REPO
 
 TINY = str(REPO / "config" / "models" / "tiny-clip.json")
 RNG = np.random.default_rng(0)
@@ -55,8 +54,13 @@ class Env:
         return E.make_random_checkpoint("tiny-clip", TINY, seed=0, out=self.root / "tiny.pt")
 
     def model_cfg(self, ckpt=None) -> dict:
-        return {"arch": "tiny-clip", "pretrained": str(ckpt or self.ckpt), "model_config": TINY,
-                "precision": "fp32", "device": "cpu"}
+        return {
+            "arch": "tiny-clip",
+            "pretrained": str(ckpt or self.ckpt),
+            "model_config": TINY,
+            "precision": "fp32",
+            "device": "cpu",
+        }
 
     @cached_property
     def images(self):
@@ -118,12 +122,18 @@ def raw_h5(path: Path, image, text, *, image_id=None, text_id=None, tii=None, at
     s = h5py.string_dtype()
     with h5py.File(path, "w") as f:
         f["image/embedding"] = image
-        f.create_dataset("image/id", data=np.asarray(image_id if image_id is not None
-                                                     else [f"i{k}" for k in range(len(image))], dtype=object), dtype=s)
+        f.create_dataset(
+            "image/id",
+            data=np.asarray(image_id if image_id is not None else [f"i{k}" for k in range(len(image))], dtype=object),
+            dtype=s,
+        )
         f.create_dataset("image/file", data=np.asarray([""] * len(image), dtype=object), dtype=s)
         f["text/embedding"] = text
-        f.create_dataset("text/id", data=np.asarray(text_id if text_id is not None
-                                                    else [f"t{k}" for k in range(len(text))], dtype=object), dtype=s)
+        f.create_dataset(
+            "text/id",
+            data=np.asarray(text_id if text_id is not None else [f"t{k}" for k in range(len(text))], dtype=object),
+            dtype=s,
+        )
         f["text/image_index"] = np.asarray(tii if tii is not None else np.arange(len(text)), np.int64)
         f.create_dataset("text/caption", data=np.asarray([""] * len(text), dtype=object), dtype=s)
         for k, v in (attrs or {"model": "x"}).items():
@@ -144,6 +154,7 @@ def importing(make, policy=None):
     def build(tmp_path, env):
         src = make(tmp_path)
         return lambda: do_import(src, tmp_path, policy)
+
     return build
 
 
@@ -152,6 +163,7 @@ def npz(name, **arrays):
         p = tmp_path / name
         np.savez(p, **arrays)
         return p
+
     return make
 
 
@@ -190,6 +202,7 @@ def garbage(name, n=4096):
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(np.random.default_rng(5).bytes(n))
         return p
+
     return make
 
 
@@ -197,6 +210,7 @@ def reading(make_file, fn):
     def build(tmp_path, env):
         p = make_file(tmp_path)
         return lambda: fn(p)
+
     return build
 
 
@@ -204,6 +218,7 @@ def corrupt_post(name):
     def post(tmp_path, exc):
         assert exc.corrupt is True, "EmbeddingsFileError.corrupt must be True for an unreadable file"
         assert Path(exc.path).name == name
+
     return post
 
 
@@ -213,9 +228,11 @@ def _chunks(p, mod="image", rows=2):
 
 def merging(prepare, out="embeddings.h5"):
     """prepare(tmp_path, env) -> (manifest, shard paths); the call merges them into tmp/results/out."""
+
     def build(tmp_path, env):
         m, shards = prepare(tmp_path, env)
         return lambda: E.merge_shards(m, shards, tmp_path / "results" / out)
+
     return build
 
 
@@ -227,8 +244,12 @@ def resign(shard: Path) -> None:
         return
     with h5py.File(shard, "a") as f:
         f.attrs["content_sha256"] = E.shard_checksum(
-            f["image/embedding"][()], f["image/row"][()], [x.decode() for x in f["image/sha256"][()]],
-            f["text/embedding"][()], f["text/row"][()])
+            f["image/embedding"][()],
+            f["image/row"][()],
+            [x.decode() for x in f["image/sha256"][()]],
+            f["text/embedding"][()],
+            f["text/row"][()],
+        )
 
 
 def shard_gone(name):
@@ -237,6 +258,7 @@ def shard_gone(name):
         assert not p.exists(), f"{p} should have been removed so the next run re-embeds it"
         assert exc.removed is True and Path(exc.shard).name == name
         assert not (tmp_path / "results" / "embeddings.h5").exists()
+
     return post
 
 
@@ -246,6 +268,7 @@ def loading(make_ckpt, **kw):
         args = dict(env.model_cfg(), pretrained=None if ck is None else str(ck) if ck != "" else "")
         args.update(kw)
         return lambda: E.load_model(**args)
+
     return build
 
 
@@ -265,9 +288,15 @@ def _marker_absent(tmp_path, exc):
 def _h5_zero_text(tmp_path):
     img, txt = pairs(3)
     txt[1] = 0
-    return raw_h5(tmp_path / "other.h5", img, txt, attrs={
-        "model": "x", "rejects": json.dumps([{"kind": "image", "item": "i9", "reason": "upstream", "stage":
-                                              "prepare_dataset"}])})
+    return raw_h5(
+        tmp_path / "other.h5",
+        img,
+        txt,
+        attrs={
+            "model": "x",
+            "rejects": json.dumps([{"kind": "image", "item": "i9", "reason": "upstream", "stage": "prepare_dataset"}]),
+        },
+    )
 
 
 def _h5_dup(tmp_path):
@@ -289,8 +318,11 @@ def _skip_pred(emb, tmp_path):
     assert list(emb.image_id) == [0, 1, 3, 4] and list(emb.text_id) == [0, 1, 3]
     assert list(emb.text_image_index) == [0, 1, 2]  # caption 3 still points at image 3 (now row 2)
     got = {(r["kind"], r["item"], r["stage"]) for r in rej}
-    assert got == {("image", 2, "import_embeddings"), ("caption", 2, "import_embeddings"),
-                   ("caption", 4, "import_embeddings")}, got
+    assert got == {
+        ("image", 2, "import_embeddings"),
+        ("caption", 2, "import_embeddings"),
+        ("caption", 4, "import_embeddings"),
+    }, got
     reasons = {(r["kind"], r["item"]): r["reason"] for r in rej}
     assert "zero-norm" in reasons[("image", 2)] and "its image 2" in reasons[("caption", 2)]
     assert "non-finite" in reasons[("caption", 4)]
@@ -312,7 +344,9 @@ def _h5_skip_pred(emb, tmp_path):
     assert list(emb.text_image_index) == [0, 2]
     rej = rejects_of(emb)
     assert {(r["kind"], r["item"], r["stage"]) for r in rej} == {
-        ("image", "i9", "prepare_dataset"), ("caption", "t1", "import_embeddings")}
+        ("image", "i9", "prepare_dataset"),
+        ("caption", "t1", "import_embeddings"),
+    }
     assert emb.attrs["n_rejected"] == 2
     return True
 
@@ -359,6 +393,7 @@ def _nan_caption(policy):
         p = tmp_path / "results" / "shards" / "1-of-1.h5"
         E.embed_shard(m, root, env.model_cfg(env.nan_token_ckpt), "tiny", 1, 1, p, workers=0)
         return m, [p]
+
     return prepare
 
 
@@ -394,10 +429,16 @@ def _rejects_everywhere(tmp_path, env):
 def _rejects_pred(emb, tmp_path):
     rej = rejects_of(emb)
     got = {(r["stage"], r["kind"], r["item"]) for r in rej}
-    want = {("prepare_dataset", "image", 77), ("prepare_dataset", "caption", 77000),
-            ("embed_shard", "image", 3), ("merge_embeddings", "caption", 3000), ("merge_embeddings", "caption", 3001),
-            ("merge_embeddings", "image", 5), ("merge_embeddings", "caption", 5000),
-            ("merge_embeddings", "caption", 5001)}
+    want = {
+        ("prepare_dataset", "image", 77),
+        ("prepare_dataset", "caption", 77000),
+        ("embed_shard", "image", 3),
+        ("merge_embeddings", "caption", 3000),
+        ("merge_embeddings", "caption", 3001),
+        ("merge_embeddings", "image", 5),
+        ("merge_embeddings", "caption", 5000),
+        ("merge_embeddings", "caption", 5001),
+    }
     assert got == want, got ^ want
     assert emb.attrs["n_rejected"] == len(rej) == 8
     assert all(set(r) >= {"kind", "item", "reason", "stage"} for r in rej)
@@ -429,6 +470,7 @@ def _ck_bytes(data: bytes, name="w.pt"):
         p = tmp_path / name
         p.write_bytes(data)
         return p
+
     return make
 
 
@@ -439,6 +481,7 @@ def _ck_torch(obj_fn, name="w.pt"):
         p = tmp_path / name
         torch.save(obj_fn(tmp_path), p)
         return p
+
     return make
 
 
@@ -448,6 +491,7 @@ def _ck_pickle(obj_fn, name="w.pt"):
         with open(p, "wb") as fh:
             pickle.dump(obj_fn(tmp_path), fh, protocol=2)
         return p
+
     return make
 
 
@@ -501,6 +545,7 @@ def _stale_tmp(tmp_path, env):
         finally:
             live.kill()
             live.wait()
+
     return run
 
 
@@ -523,6 +568,7 @@ def _failed_write(tmp_path, env):
         except Exception as e:  # noqa: BLE001 - the point is what is left on disk
             return type(e).__name__, sorted(p.name for p in (tmp_path / "results").iterdir())
         return None, []
+
     return run
 
 
@@ -541,115 +587,269 @@ EFE, ME, MLE = "EmbeddingsFileError", "MergeError", "ModelLoadError"
 
 CASES = [
     # ---- imported arrays
-    Case("import-tii-float-nonint", importing(npz("tii.npz", image=img3, text=txt3, text_image_index=[0, 0.999, 1.998])),
-         ("error", r"tii\.npz: 'text_image_index' holds non-integer values .*first in row 1: .*0\.999", EFE)),
-    Case("import-tii-float-integral", importing(npz("tii1.npz", image=img3, text=txt3, text_image_index=[0.0, 1.0, 2.0])),
-         ("ok", lambda e, t: list(e.text_image_index) == [0, 1, 2]), "already behaved well"),
-    Case("import-tii-out-of-range", importing(npz("oor.npz", image=img3[:2], text=txt3[:2], text_image_index=[0, 5])),
-         ("error", r"oor\.npz: 'text_image_index' out of range \[-1, 1\].*row 1: 5", EFE)),
-    Case("import-complex", importing(npz("cplx.npz", image=img3 + 1j * img3, text=txt3)),
-         ("error", r"cplx\.npz: image has dtype complex128 \(complex", EFE)),
-    Case("import-object-npz", importing(npz("obj.npz", image=img3, text=np.array(list(txt3) + [None], dtype=object)[:3])),
-         ("error", r"obj\.npz: array 'text' has dtype object", EFE)),
+    Case(
+        "import-tii-float-nonint",
+        importing(npz("tii.npz", image=img3, text=txt3, text_image_index=[0, 0.999, 1.998])),
+        ("error", r"tii\.npz: 'text_image_index' holds non-integer values .*first in row 1: .*0\.999", EFE),
+    ),
+    Case(
+        "import-tii-float-integral",
+        importing(npz("tii1.npz", image=img3, text=txt3, text_image_index=[0.0, 1.0, 2.0])),
+        ("ok", lambda e, t: list(e.text_image_index) == [0, 1, 2]),
+        "already behaved well",
+    ),
+    Case(
+        "import-tii-out-of-range",
+        importing(npz("oor.npz", image=img3[:2], text=txt3[:2], text_image_index=[0, 5])),
+        ("error", r"oor\.npz: 'text_image_index' out of range \[-1, 1\].*row 1: 5", EFE),
+    ),
+    Case(
+        "import-complex",
+        importing(npz("cplx.npz", image=img3 + 1j * img3, text=txt3)),
+        ("error", r"cplx\.npz: image has dtype complex128 \(complex", EFE),
+    ),
+    Case(
+        "import-object-npz",
+        importing(npz("obj.npz", image=img3, text=np.array(list(txt3) + [None], dtype=object)[:3])),
+        ("error", r"obj\.npz: array 'text' has dtype object", EFE),
+    ),
     Case("import-object-npy", importing(_object_npy), ("error", r"obj\.npy: .*dtype object", EFE)),
-    Case("import-bool", importing(npz("bool.npz", image=img3, text=txt3 > 0)),
-         ("error", r"bool\.npz: text has dtype bool", EFE)),
-    Case("import-numeric-strings", importing(npz("str.npz", image=img3.astype(str), text=txt3)),
-         ("error", r"str\.npz: image has dtype <U\d+ \(string\)", EFE)),
-    Case("import-int-dtype", importing(npz("int.npz", image=(img3 * 10).astype(np.int32) + 1, text=(txt3 * 10).astype(np.int64) + 1)),
-         ("ok", lambda e, t: e.image.dtype == np.float32
-          and np.array_equal(e.image, (img3 * 10).astype(np.int32) + 1)), "integers accepted, cast to float32"),
-    Case("import-float64-overflow", importing(npz("big.npz", image=with_row(img3, (1, 0), 1e300), text=txt3)),
-         ("error", r"big\.npz: image has 1 NaN/inf value\(s\); first in row 1", EFE)),
-    Case("import-nan-row", importing(npz("nan.npz", image=with_row(img4, (2, 3), np.nan), text=txt4)),
-         ("error", r"nan\.npz: image has 1 NaN/inf value\(s\); first in row 2", EFE), "already behaved well"),
-    Case("import-zero-norm-error", importing(npz("zero.npz", image=with_row(img4, 2, 0.0), text=txt4)),
-         ("error", r"zero\.npz: image embeddings have 1 zero-norm .*ids \[2\]", EFE)),
+    Case(
+        "import-bool",
+        importing(npz("bool.npz", image=img3, text=txt3 > 0)),
+        ("error", r"bool\.npz: text has dtype bool", EFE),
+    ),
+    Case(
+        "import-numeric-strings",
+        importing(npz("str.npz", image=img3.astype(str), text=txt3)),
+        ("error", r"str\.npz: image has dtype <U\d+ \(string\)", EFE),
+    ),
+    Case(
+        "import-int-dtype",
+        importing(npz("int.npz", image=(img3 * 10).astype(np.int32) + 1, text=(txt3 * 10).astype(np.int64) + 1)),
+        ("ok", lambda e, t: e.image.dtype == np.float32 and np.array_equal(e.image, (img3 * 10).astype(np.int32) + 1)),
+        "integers accepted, cast to float32",
+    ),
+    Case(
+        "import-float64-overflow",
+        importing(npz("big.npz", image=with_row(img3, (1, 0), 1e300), text=txt3)),
+        ("error", r"big\.npz: image has 1 NaN/inf value\(s\); first in row 1", EFE),
+    ),
+    Case(
+        "import-nan-row",
+        importing(npz("nan.npz", image=with_row(img4, (2, 3), np.nan), text=txt4)),
+        ("error", r"nan\.npz: image has 1 NaN/inf value\(s\); first in row 2", EFE),
+        "already behaved well",
+    ),
+    Case(
+        "import-zero-norm-error",
+        importing(npz("zero.npz", image=with_row(img4, 2, 0.0), text=txt4)),
+        ("error", r"zero\.npz: image embeddings have 1 zero-norm .*ids \[2\]", EFE),
+    ),
     Case("import-zero-norm-nan-skip", importing(_skip_make, policy="skip"), ("skip", _skip_pred)),
-    Case("import-all-rejected", importing(npz("allz.npz", image=np.zeros((3, 8)), text=txt3), policy="skip"),
-         ("error", r"allz\.npz: every image was rejected \(3 of 3", EFE, _no_output)),
+    Case(
+        "import-all-rejected",
+        importing(npz("allz.npz", image=np.zeros((3, 8)), text=txt3), policy="skip"),
+        ("error", r"allz\.npz: every image was rejected \(3 of 3", EFE, _no_output),
+    ),
     Case("import-h5-zero-norm-skip", importing(_h5_zero_text, policy="skip"), ("skip", _h5_skip_pred)),
-    Case("import-width-mismatch", importing(npz("w.npz", image=img4, text=np.ones((4, 9)))),
-         ("error", r"w\.npz: image embeddings have width 8 but text embeddings have width 9", EFE), "already behaved well"),
-    Case("import-npy-wrong-shape", importing(lambda t: (np.save(t / "bad.npy", np.ones((3, 4, 8))), t / "bad.npy")[1]),
-         ("error", r"bad\.npy: expected shape \(2, N, d\), got \(3, 4, 8\)", EFE), "already behaved well"),
-    Case("import-unknown-suffix", importing(lambda t: (np.savetxt(t / "e.csv", img3), t / "e.csv")[1]),
-         ("error", r"e\.csv: unknown embeddings format", EFE), "already behaved well"),
-    Case("import-npz-missing-key", importing(npz("nokey.npz", image=img3, txt=txt3)),
-         ("error", r"nokey\.npz: missing array 'text' \(has \['image', 'txt'\]\)", EFE), "already behaved well"),
+    Case(
+        "import-width-mismatch",
+        importing(npz("w.npz", image=img4, text=np.ones((4, 9)))),
+        ("error", r"w\.npz: image embeddings have width 8 but text embeddings have width 9", EFE),
+        "already behaved well",
+    ),
+    Case(
+        "import-npy-wrong-shape",
+        importing(lambda t: (np.save(t / "bad.npy", np.ones((3, 4, 8))), t / "bad.npy")[1]),
+        ("error", r"bad\.npy: expected shape \(2, N, d\), got \(3, 4, 8\)", EFE),
+        "already behaved well",
+    ),
+    Case(
+        "import-unknown-suffix",
+        importing(lambda t: (np.savetxt(t / "e.csv", img3), t / "e.csv")[1]),
+        ("error", r"e\.csv: unknown embeddings format", EFE),
+        "already behaved well",
+    ),
+    Case(
+        "import-npz-missing-key",
+        importing(npz("nokey.npz", image=img3, txt=txt3)),
+        ("error", r"nokey\.npz: missing array 'text' \(has \['image', 'txt'\]\)", EFE),
+        "already behaved well",
+    ),
     Case("import-h5-duplicate-ids", importing(_h5_dup), ("error", r"dup\.h5: duplicate /image/id \['a'\]", EFE)),
     Case("import-npz-garbage", importing(garbage("junk.npz")), ("error", r"junk\.npz: not a readable \.npz", EFE)),
     # ---- embeddings.h5 read by a stage
-    Case("read-truncated-read_embeddings", reading(truncated_h5, H.read_embeddings),
-         ("error", r"embeddings\.h5: not a readable HDF5", EFE, corrupt_post("embeddings.h5"))),
-    Case("read-truncated-read_attrs", reading(truncated_h5, H.read_attrs),
-         ("error", r"embeddings\.h5: not a readable HDF5", EFE, corrupt_post("embeddings.h5"))),
-    Case("read-truncated-count_rows", reading(truncated_h5, lambda p: H.count_rows(p, "text")),
-         ("error", r"embeddings\.h5: not a readable HDF5", EFE, corrupt_post("embeddings.h5"))),
-    Case("read-truncated-iter_chunks", reading(truncated_h5, lambda p: _chunks(p, "text", 50)),
-         ("error", r"embeddings\.h5: not a readable HDF5", EFE, corrupt_post("embeddings.h5"))),
-    Case("read-garbage-read_embeddings", reading(garbage("results/embeddings.h5"), H.read_embeddings),
-         ("error", r"embeddings\.h5: not a readable HDF5", EFE, corrupt_post("embeddings.h5"))),
-    Case("read-zero-norm-row", reading(lambda t: raw_h5(t / "other.h5", with_row(img4, 1, 0.0), txt4), H.read_embeddings),
-         ("error", r"other\.h5: /image/embedding has 1 zero-norm row\(s\) \(ids \['i1'\]", EFE)),
-    Case("read-zero-norm-iter", reading(lambda t: raw_h5(t / "other.h5", img4, with_row(txt4, 3, 0.0)),
-                                        lambda p: _chunks(p, "text", 2)),
-         ("error", r"other\.h5: /text/embedding has zero-norm row\(s\) \(ids \['t3'\], first in row 3", EFE)),
-    Case("read-nan-iter", reading(lambda t: raw_h5(t / "other.h5", with_row(img4, (3, 1), np.inf), txt4), _chunks),
-         ("error", r"other\.h5: /image/embedding has NaN/inf value\(s\); first in row 3", EFE)),
-    Case("write-zero-norm", reading(lambda t: t / "results" / "embeddings.h5", lambda p: H.write_embeddings(
-        p, embeddings_from_pairs(img4, with_row(txt4, 2, 0.0)))),
-         ("error", r"embeddings\.h5: /text/embedding has 1 zero-norm row\(s\) \(ids \[2\]", EFE)),
-    Case("write-empty", reading(lambda t: t / "results" / "embeddings.h5", lambda p: H.write_embeddings(
-        p, embeddings_from_pairs(np.zeros((0, 8)), np.zeros((0, 8))))),
-         ("error", r"embeddings\.h5: no image rows and no text rows", EFE, _no_output)),
+    Case(
+        "read-truncated-read_embeddings",
+        reading(truncated_h5, H.read_embeddings),
+        ("error", r"embeddings\.h5: not a readable HDF5", EFE, corrupt_post("embeddings.h5")),
+    ),
+    Case(
+        "read-truncated-read_attrs",
+        reading(truncated_h5, H.read_attrs),
+        ("error", r"embeddings\.h5: not a readable HDF5", EFE, corrupt_post("embeddings.h5")),
+    ),
+    Case(
+        "read-truncated-count_rows",
+        reading(truncated_h5, lambda p: H.count_rows(p, "text")),
+        ("error", r"embeddings\.h5: not a readable HDF5", EFE, corrupt_post("embeddings.h5")),
+    ),
+    Case(
+        "read-truncated-iter_chunks",
+        reading(truncated_h5, lambda p: _chunks(p, "text", 50)),
+        ("error", r"embeddings\.h5: not a readable HDF5", EFE, corrupt_post("embeddings.h5")),
+    ),
+    Case(
+        "read-garbage-read_embeddings",
+        reading(garbage("results/embeddings.h5"), H.read_embeddings),
+        ("error", r"embeddings\.h5: not a readable HDF5", EFE, corrupt_post("embeddings.h5")),
+    ),
+    Case(
+        "read-zero-norm-row",
+        reading(lambda t: raw_h5(t / "other.h5", with_row(img4, 1, 0.0), txt4), H.read_embeddings),
+        ("error", r"other\.h5: /image/embedding has 1 zero-norm row\(s\) \(ids \['i1'\]", EFE),
+    ),
+    Case(
+        "read-zero-norm-iter",
+        reading(lambda t: raw_h5(t / "other.h5", img4, with_row(txt4, 3, 0.0)), lambda p: _chunks(p, "text", 2)),
+        ("error", r"other\.h5: /text/embedding has zero-norm row\(s\) \(ids \['t3'\], first in row 3", EFE),
+    ),
+    Case(
+        "read-nan-iter",
+        reading(lambda t: raw_h5(t / "other.h5", with_row(img4, (3, 1), np.inf), txt4), _chunks),
+        ("error", r"other\.h5: /image/embedding has NaN/inf value\(s\); first in row 3", EFE),
+    ),
+    Case(
+        "write-zero-norm",
+        reading(
+            lambda t: t / "results" / "embeddings.h5",
+            lambda p: H.write_embeddings(p, embeddings_from_pairs(img4, with_row(txt4, 2, 0.0))),
+        ),
+        ("error", r"embeddings\.h5: /text/embedding has 1 zero-norm row\(s\) \(ids \[2\]", EFE),
+    ),
+    Case(
+        "write-empty",
+        reading(
+            lambda t: t / "results" / "embeddings.h5",
+            lambda p: H.write_embeddings(p, embeddings_from_pairs(np.zeros((0, 8)), np.zeros((0, 8)))),
+        ),
+        ("error", r"embeddings\.h5: no image rows and no text rows", EFE, _no_output),
+    ),
     # ---- shards and merge
-    Case("merge-shard-edited", merging(_edited),
-         ("error", r"shard \S*1-of-2\.h5: content checksum mismatch", ME, shard_gone("1-of-2.h5"))),
-    Case("merge-shard-truncated", merging(_truncated_shard),
-         ("error", r"shard \S*2-of-2\.h5: unreadable", ME, shard_gone("2-of-2.h5"))),
-    Case("merge-shard-other-model", merging(_other_model),
-         ("error", r"shard provenance differs: (pretrained|checkpoint_sha256)=.*2-of-2\.h5", ME), "already behaved well"),
-    Case("merge-shard-missing", merging(_missing_shard), ("error", r"missing shard: \S*2-of-2\.h5", ME),
-         "already behaved well"),
-    Case("merge-other-manifest", merging(_other_manifest),
-         ("error", r"shards were embedded from a different manifest than faults's", ME), "already behaved well"),
-    Case("merge-nan-caption-error", merging(_nan_caption("error")),
-         ("error", r"faults: the model gave 1 caption embedding\(s\) that are non-finite .*ids \[1\]", ME, _no_output)),
+    Case(
+        "merge-shard-edited",
+        merging(_edited),
+        ("error", r"shard \S*1-of-2\.h5: content checksum mismatch", ME, shard_gone("1-of-2.h5")),
+    ),
+    Case(
+        "merge-shard-truncated",
+        merging(_truncated_shard),
+        ("error", r"shard \S*2-of-2\.h5: unreadable", ME, shard_gone("2-of-2.h5")),
+    ),
+    Case(
+        "merge-shard-other-model",
+        merging(_other_model),
+        ("error", r"shard provenance differs: (pretrained|checkpoint_sha256)=.*2-of-2\.h5", ME),
+        "already behaved well",
+    ),
+    Case(
+        "merge-shard-missing",
+        merging(_missing_shard),
+        ("error", r"missing shard: \S*2-of-2\.h5", ME),
+        "already behaved well",
+    ),
+    Case(
+        "merge-other-manifest",
+        merging(_other_manifest),
+        ("error", r"shards were embedded from a different manifest than faults's", ME),
+        "already behaved well",
+    ),
+    Case(
+        "merge-nan-caption-error",
+        merging(_nan_caption("error")),
+        ("error", r"faults: the model gave 1 caption embedding\(s\) that are non-finite .*ids \[1\]", ME, _no_output),
+    ),
     Case("merge-nan-caption-skip", merging(_nan_caption("skip")), ("skip", _nan_skip_pred)),
     Case("merge-rejects-complete", merging(_rejects_everywhere), ("skip", _rejects_pred)),
-    Case("merge-all-rejected", merging(_all_zero),
-         ("error", r"faults: every image was rejected \(6 of 6", ME, _no_output)),
+    Case(
+        "merge-all-rejected",
+        merging(_all_zero),
+        ("error", r"faults: every image was rejected \(6 of 6", ME, _no_output),
+    ),
     # ---- models and checkpoints
-    Case("model-no-pretrained", loading(lambda t, e: None),
-         ("error", r"model 'tiny-clip': no pretrained weights given \(pretrained=None\)", MLE)),
-    Case("model-empty-pretrained", loading(lambda t, e: ""),
-         ("error", r"no pretrained weights given \(pretrained=''\)", MLE)),
-    Case("ckpt-missing-file", loading(lambda t, e: t / "nope.pt"),
-         ("error", r"checkpoint file not found: \S*nope\.pt", MLE)),
-    Case("ckpt-empty-dict", loading(_ck_torch(lambda t: {})),
-         ("error", r"checkpoint \S*w\.pt: the state dict is empty", MLE)),
-    Case("ckpt-random-bytes", loading(_ck_bytes(np.random.default_rng(3).bytes(2048))),
-         ("error", r"checkpoint \S*w\.pt: not a PyTorch checkpoint", MLE)),
-    Case("ckpt-text-file", loading(_ck_bytes(b"these are not weights\n" * 20)),
-         ("error", r"checkpoint \S*w\.pt: not a PyTorch checkpoint", MLE)),
-    Case("ckpt-pickled-list", loading(_ck_pickle(lambda t: [1, 2, 3])),
-         ("error", r"checkpoint \S*w\.pt: not a PyTorch checkpoint", MLE)),
-    Case("ckpt-torch-saved-list", loading(_ck_torch(lambda t: [1, 2, 3])),
-         ("error", r"checkpoint \S*w\.pt: holds a list, not a state dict", MLE)),
-    Case("ckpt-other-arch", loading(_ck_other_arch),
-         ("error", r"checkpoint \S*wide\.pt: its state dict does not fit architecture 'tiny-clip'", MLE)),
-    Case("ckpt-unsafe-pickle", loading(_ck_pickle(lambda t: _Evil(t / "PWNED"))),
-         ("error", r"checkpoint \S*w\.pt: (refused|not a PyTorch checkpoint)", MLE, _marker_absent)),
-    Case("ckpt-unsafe-torch-save", loading(_ck_torch(lambda t: {"w": _Evil(t / "PWNED")})),
-         ("error", r"checkpoint \S*w\.pt: refused: .*posix\.system.*nothing in it ran", MLE, _marker_absent)),
-    Case("device-cuda-without-cuda", _cuda_build,
-         ("error", r"device 'cuda' requested but torch \S+ \(torch\.version\.cuda=\S+\) sees no CUDA device: .*check",
-          MLE)),
+    Case(
+        "model-no-pretrained",
+        loading(lambda t, e: None),
+        ("error", r"model 'tiny-clip': no pretrained weights given \(pretrained=None\)", MLE),
+    ),
+    Case(
+        "model-empty-pretrained",
+        loading(lambda t, e: ""),
+        ("error", r"no pretrained weights given \(pretrained=''\)", MLE),
+    ),
+    Case(
+        "ckpt-missing-file",
+        loading(lambda t, e: t / "nope.pt"),
+        ("error", r"checkpoint file not found: \S*nope\.pt", MLE),
+    ),
+    Case(
+        "ckpt-empty-dict",
+        loading(_ck_torch(lambda t: {})),
+        ("error", r"checkpoint \S*w\.pt: the state dict is empty", MLE),
+    ),
+    Case(
+        "ckpt-random-bytes",
+        loading(_ck_bytes(np.random.default_rng(3).bytes(2048))),
+        ("error", r"checkpoint \S*w\.pt: not a PyTorch checkpoint", MLE),
+    ),
+    Case(
+        "ckpt-text-file",
+        loading(_ck_bytes(b"these are not weights\n" * 20)),
+        ("error", r"checkpoint \S*w\.pt: not a PyTorch checkpoint", MLE),
+    ),
+    Case(
+        "ckpt-pickled-list",
+        loading(_ck_pickle(lambda t: [1, 2, 3])),
+        ("error", r"checkpoint \S*w\.pt: not a PyTorch checkpoint", MLE),
+    ),
+    Case(
+        "ckpt-torch-saved-list",
+        loading(_ck_torch(lambda t: [1, 2, 3])),
+        ("error", r"checkpoint \S*w\.pt: holds a list, not a state dict", MLE),
+    ),
+    Case(
+        "ckpt-other-arch",
+        loading(_ck_other_arch),
+        ("error", r"checkpoint \S*wide\.pt: its state dict does not fit architecture 'tiny-clip'", MLE),
+    ),
+    Case(
+        "ckpt-unsafe-pickle",
+        loading(_ck_pickle(lambda t: _Evil(t / "PWNED"))),
+        ("error", r"checkpoint \S*w\.pt: (refused|not a PyTorch checkpoint)", MLE, _marker_absent),
+    ),
+    Case(
+        "ckpt-unsafe-torch-save",
+        loading(_ck_torch(lambda t: {"w": _Evil(t / "PWNED")})),
+        ("error", r"checkpoint \S*w\.pt: refused: .*posix\.system.*nothing in it ran", MLE, _marker_absent),
+    ),
+    Case(
+        "device-cuda-without-cuda",
+        _cuda_build,
+        (
+            "error",
+            r"device 'cuda' requested but torch \S+ \(torch\.version\.cuda=\S+\) sees no CUDA device: .*check",
+            MLE,
+        ),
+    ),
     # ---- temporary files of atomic writers
     Case("atomic-stale-tmp-removed", _stale_tmp, ("ok", _stale_pred)),
-    Case("atomic-failed-write-leaves-nothing", _failed_write,
-         ("ok", lambda r, t: r[0] is not None and r[1] == []), "already behaved well"),
+    Case(
+        "atomic-failed-write-leaves-nothing",
+        _failed_write,
+        ("ok", lambda r, t: r[0] is not None and r[1] == []),
+        "already behaved well",
+    ),
 ]
 
 

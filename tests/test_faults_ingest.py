@@ -23,9 +23,10 @@ import struct
 import warnings
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -92,9 +93,13 @@ def b_dup_id(tmp, req):
 
 def c_dup_id(m):
     reasons = {(r["kind"], r["item"]): r["reason"] for r in m["rejects"]}
-    return _check(_caps(m) == [("6", "cat"), ("7", "bird")], _rej(m) == {("image", "6"), ("caption", "1")},
-                  "b.jpg" in reasons[("image", "6")] and "a.jpg" in reasons[("image", "6")],
-                  "b.jpg" in reasons[("caption", "1")], [im["file"] for im in m["images"]] == ["a.jpg", "c.jpg"])
+    return _check(
+        _caps(m) == [("6", "cat"), ("7", "bird")],
+        _rej(m) == {("image", "6"), ("caption", "1")},
+        "b.jpg" in reasons[("image", "6")] and "a.jpg" in reasons[("image", "6")],
+        "b.jpg" in reasons[("caption", "1")],
+        [im["file"] for im in m["images"]] == ["a.jpg", "c.jpg"],
+    )
 
 
 def b_two_ids_one_file(tmp, req):
@@ -109,25 +114,32 @@ def b_sha_folder(tmp, req):
         m1 = run(policy)
         _img(tmp / "img" / "a.jpg", (250, 0, 0))  # overwritten in place, same name
         return m1, run(policy)
+
     return go
 
 
 def c_sha_folder(ms):
     m1, m2 = ms
     root = Path(m1["source"]["images"])
-    return _check(all(len(im.get("sha256", "")) == 64 for im in m1["images"]),
-                  m2["images"][0]["sha256"] == hashlib.sha256((root / "a.jpg").read_bytes()).hexdigest(),
-                  m2["images"][1]["sha256"] == m1["images"][1]["sha256"],
-                  m1["images"][0]["sha256"] != m2["images"][0]["sha256"],
-                  manifest_checksum(m1) != manifest_checksum(m2))
+    return _check(
+        all(len(im.get("sha256", "")) == 64 for im in m1["images"]),
+        m2["images"][0]["sha256"] == hashlib.sha256((root / "a.jpg").read_bytes()).hexdigest(),
+        m2["images"][1]["sha256"] == m1["images"][1]["sha256"],
+        m1["images"][0]["sha256"] != m2["images"][0]["sha256"],
+        manifest_checksum(m1) != manifest_checksum(m2),
+    )
 
 
 def b_sha_zip(tmp, req):
     a = _img(tmp / "a.jpg").read_bytes()
     with zipfile.ZipFile(tmp / "val2017.zip", "w") as zf:
         zf.writestr("val2017/000000000001.jpg", a)
-    run = _coco(tmp, [{"id": 1, "file_name": "000000000001.jpg"}], [{"id": 5, "image_id": 1, "caption": "x"}],
-                root=tmp / "val2017.zip")
+    run = _coco(
+        tmp,
+        [{"id": 1, "file_name": "000000000001.jpg"}],
+        [{"id": 5, "image_id": 1, "caption": "x"}],
+        root=tmp / "val2017.zip",
+    )
     return lambda policy: (run(policy), hashlib.sha256(a).hexdigest())
 
 
@@ -185,13 +197,18 @@ def _escape(name_of: Callable[[Path], str]):
         run = _folder(tmp, f"image,caption\nok.jpg,fine\n{bad},stolen\n", ["ok.jpg"])
         (tmp / "img" / "sub").mkdir()  # so that sub/../../outside.jpg really resolves to the outside file
         return run
+
     return build
 
 
 def c_escape(m):
     rej = {r["kind"] for r in m["rejects"]}
-    return _check(_caps(m) == [("ok.jpg", "fine")], rej == {"image", "caption"}, len(m["rejects"]) == 2,
-                  all(r.get("row") == 3 for r in m["rejects"]))
+    return _check(
+        _caps(m) == [("ok.jpg", "fine")],
+        rej == {"image", "caption"},
+        len(m["rejects"]) == 2,
+        all(r.get("row") == 3 for r in m["rejects"]),
+    )
 
 
 def b_symlink(tmp, req):
@@ -220,8 +237,9 @@ def b_src_has_unsafe(tmp, req):
     _img(tmp / "img" / "ok.jpg")
     os.symlink(tmp / "secret.jpg", tmp / "img" / "link.jpg")
     src = ImageSource(tmp / "img")
-    return lambda policy: {n: src.has(n) for n in ("ok.jpg", "../secret.jpg", str(tmp / "secret.jpg"),
-                                                    "link.jpg", "x/../../secret.jpg")}
+    return lambda policy: {
+        n: src.has(n) for n in ("ok.jpg", "../secret.jpg", str(tmp / "secret.jpg"), "link.jpg", "x/../../secret.jpg")
+    }
 
 
 # -- 5. CSV field counts and quoting
@@ -231,8 +249,9 @@ def b_unquoted_comma(tmp, req):
 
 def c_row3_rejected(m):
     rows = [r for r in m["rejects"] if r["kind"] == "row"]
-    return _check(len(rows) == 1, rows[0]["row"] == 3, rows[0]["file"].endswith("c.csv"),
-                  _caps(m) == [("a.jpg", "a cat")])
+    return _check(
+        len(rows) == 1, rows[0]["row"] == 3, rows[0]["file"].endswith("c.csv"), _caps(m) == [("a.jpg", "a cat")]
+    )
 
 
 def b_too_few_fields(tmp, req):
@@ -253,22 +272,32 @@ def _two_members(tmp):
 
 def b_zip_ambiguous(tmp, req):
     _two_members(tmp)
-    return _coco(tmp, [{"id": 1, "file_name": "X.jpg"}, {"id": 2, "file_name": "Y.jpg"}],
-                 [{"id": 10, "image_id": 1, "caption": "x"}, {"id": 11, "image_id": 2, "caption": "y"}],
-                 root=tmp / "val2017.zip")
+    return _coco(
+        tmp,
+        [{"id": 1, "file_name": "X.jpg"}, {"id": 2, "file_name": "Y.jpg"}],
+        [{"id": 10, "image_id": 1, "caption": "x"}, {"id": 11, "image_id": 2, "caption": "y"}],
+        root=tmp / "val2017.zip",
+    )
 
 
 def c_zip_ambiguous(m):
     r = {(x["kind"], x["item"]): x["reason"] for x in m["rejects"]}
-    return _check(_caps(m) == [(2, "y")], set(r) == {("image", 1), ("caption", 10)},
-                  "other/X.jpg" in r[("image", 1)] and "val2017/X.jpg" in r[("image", 1)])
+    return _check(
+        _caps(m) == [(2, "y")],
+        set(r) == {("image", 1), ("caption", 10)},
+        "other/X.jpg" in r[("image", 1)] and "val2017/X.jpg" in r[("image", 1)],
+    )
 
 
 def b_zip_exact(tmp, req):
     _two_members(tmp)
     src = ImageSource(tmp / "val2017.zip")
-    return lambda policy: (src.read_bytes("val2017/X.jpg"), (tmp / "v.jpg").read_bytes(),
-                           src.read_bytes("Y.jpg"), (tmp / "y.jpg").read_bytes())
+    return lambda policy: (
+        src.read_bytes("val2017/X.jpg"),
+        (tmp / "v.jpg").read_bytes(),
+        src.read_bytes("Y.jpg"),
+        (tmp / "y.jpg").read_bytes(),
+    )
 
 
 def b_images_zip(tmp, req):
@@ -303,6 +332,7 @@ def b_superscript(tmp, req):
 
 def b_demo(tmp, req):
     from clipgeom.demo import make_demo_dataset
+
     make_demo_dataset(tmp / "demo", n_images=4, captions_per_image=2, image_size=16)
     return lambda policy: manifest_for("demo", {"kind": "demo", "on_bad_item": policy}, demo_root=tmp / "demo")
 
@@ -331,8 +361,14 @@ def c_jsonl_row2(m):
 
 
 def b_coco_latin1(tmp, req):
-    doc = json.dumps({"images": [{"id": 1, "file_name": "a.jpg"}],
-                      "annotations": [{"id": 2, "image_id": 1, "caption": "caf\u00e9"}]}, ensure_ascii=False, indent=1)
+    doc = json.dumps(
+        {
+            "images": [{"id": 1, "file_name": "a.jpg"}],
+            "annotations": [{"id": 2, "image_id": 1, "caption": "caf\u00e9"}],
+        },
+        ensure_ascii=False,
+        indent=1,
+    )
     return _coco(tmp, [], [], files=["a.jpg"], raw=doc.encode("latin-1"))
 
 
@@ -345,8 +381,9 @@ def b_jsonl_bom(tmp, req):
 
 
 def b_coco_bom(tmp, req):
-    doc = json.dumps({"images": [{"id": 1, "file_name": "a.jpg"}],
-                      "annotations": [{"id": 2, "image_id": 1, "caption": "c"}]})
+    doc = json.dumps(
+        {"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [{"id": 2, "image_id": 1, "caption": "c"}]}
+    )
     return _coco(tmp, [], [], files=["a.jpg"], raw=b"\xef\xbb\xbf" + doc.encode())
 
 
@@ -361,22 +398,35 @@ def b_jsonl_u2028(tmp, req):
 # -- 9. captions that are not strings
 def b_jsonl_caption(value):
     def build(tmp, req):
-        return _folder(tmp, [{"image": "a.jpg", "caption": value}, {"image": "b.jpg", "caption": "fine"}],
-                       ["a.jpg", "b.jpg"], suffix=".jsonl")
+        return _folder(
+            tmp,
+            [{"image": "a.jpg", "caption": value}, {"image": "b.jpg", "caption": "fine"}],
+            ["a.jpg", "b.jpg"],
+            suffix=".jsonl",
+        )
+
     return build
 
 
 def c_not_string(type_name):
     def check(m):
         r = m["rejects"]
-        return _check(_caps(m) == [("b.jpg", "fine")], _rej(m) == {("caption", "0"), ("image", "a.jpg")},
-                      any(f"caption is not a string (got {type_name})" in x["reason"] for x in r))
+        return _check(
+            _caps(m) == [("b.jpg", "fine")],
+            _rej(m) == {("caption", "0"), ("image", "a.jpg")},
+            any(f"caption is not a string (got {type_name})" in x["reason"] for x in r),
+        )
+
     return check
 
 
 def b_coco_caption_int(tmp, req):
-    return _coco(tmp, [{"id": 1, "file_name": "a.jpg"}],
-                 [{"id": 2, "image_id": 1, "caption": "fine"}, {"id": 3, "image_id": 1, "caption": 5}], files=["a.jpg"])
+    return _coco(
+        tmp,
+        [{"id": 1, "file_name": "a.jpg"}],
+        [{"id": 2, "image_id": 1, "caption": "fine"}, {"id": 3, "image_id": 1, "caption": 5}],
+        files=["a.jpg"],
+    )
 
 
 def b_empty_caption(tmp, req):
@@ -454,17 +504,27 @@ def b_bomb_warning(tmp, req):
             warnings.simplefilter("always")
             img = ImageSource(tmp).open("big.png")
         return img, [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+
     return go
 
 
 # ----------------------------------------------------------------------------- the table
 CASES = [
     # 1. a rejected image takes its captions with it
-    Case("dup-image-id-folder", b_dup_id,
-         ("skip", r"c\.csv:3: image '6': duplicate image id '6': b\.jpg has the same id as a\.jpg", c_dup_id)),
-    Case("one-file-two-ids", b_two_ids_one_file,
-         ("skip", r"c\.csv:3: image a\.jpg has two ids: '6' \(line 2\) and '7'",
-          lambda m: _caps(m) == [("6", "cat"), ("8", "bird")] and _rej(m) == {("row", "c.csv:3")})),
+    Case(
+        "dup-image-id-folder",
+        b_dup_id,
+        ("skip", r"c\.csv:3: image '6': duplicate image id '6': b\.jpg has the same id as a\.jpg", c_dup_id),
+    ),
+    Case(
+        "one-file-two-ids",
+        b_two_ids_one_file,
+        (
+            "skip",
+            r"c\.csv:3: image a\.jpg has two ids: '6' \(line 2\) and '7'",
+            lambda m: _caps(m) == [("6", "cat"), ("8", "bird")] and _rej(m) == {("row", "c.csv:3")},
+        ),
+    ),
     # 2. sha256 of every image in the manifest
     Case("sha256-folder-overwrite", b_sha_folder, ("ok", c_sha_folder)),
     Case("sha256-zip-member", b_sha_zip, ("ok", lambda r: r[0]["images"][0].get("sha256") == r[1])),
@@ -476,104 +536,237 @@ CASES = [
     Case("mode-F-unit-range", b_float_unit, ("ok", _rgb_equals(FLOAT_UNIT.astype(np.float64) * 255))),
     Case("mode-F-wide-range", b_float_wide, ("ok", _rgb_equals(_minmax(FLOAT_WIDE)))),
     # 4. paths leaving the image root
-    Case("path-dotdot", _escape(lambda t: "../outside.jpg"),
-         ("skip", r"c\.csv:3: image '\.\./outside\.jpg': image path leaves the image root", c_escape)),
-    Case("path-absolute", _escape(lambda t: str(t / "outside.jpg")),
-         ("skip", r"c\.csv:3: image '/.*outside\.jpg': image path is absolute", c_escape)),
-    Case("path-etc-passwd", _escape(lambda t: "../" * 30 + "etc/passwd"),
-         ("skip", r"c\.csv:3: image '(\.\./)+etc/passwd': image path leaves the image root", c_escape)),
-    Case("path-sub-dotdot", _escape(lambda t: "sub/../../outside.jpg"),
-         ("skip", r"c\.csv:3: image 'sub/\.\./\.\./outside\.jpg': image path leaves the image root", c_escape)),
-    Case("path-symlink-out", b_symlink,
-         ("skip", r"c\.csv:3: image 'link\.jpg': image path leaves the image root \(symlink\?\)", c_escape)),
-    Case("path-subfolder-allowed", b_subfolder_ok,
-         ("ok", lambda m: [im["file"] for im in m["images"]] == ["sub/a.jpg", "sub/deeper/b.jpg"]), old_ok=True),
-    Case("path-same-file-spelled-twice", b_same_file_spelled_twice,
-         ("ok", lambda m: _caps(m) == [("a.jpg", "one"), ("a.jpg", "two"), ("a.jpg", "three")]
-          and [im["file"] for im in m["images"]] == ["a.jpg"])),
-    Case("source-read-dotdot", b_src_read_unsafe, ("error", r"leaves the image root: \.\./secret\.jpg"),
-         exc=BadImageError),
-    Case("source-has-unsafe", b_src_has_unsafe,
-         ("ok", lambda h: h == {k: k == "ok.jpg" for k in h})),
+    Case(
+        "path-dotdot",
+        _escape(lambda t: "../outside.jpg"),
+        ("skip", r"c\.csv:3: image '\.\./outside\.jpg': image path leaves the image root", c_escape),
+    ),
+    Case(
+        "path-absolute",
+        _escape(lambda t: str(t / "outside.jpg")),
+        ("skip", r"c\.csv:3: image '/.*outside\.jpg': image path is absolute", c_escape),
+    ),
+    Case(
+        "path-etc-passwd",
+        _escape(lambda t: "../" * 30 + "etc/passwd"),
+        ("skip", r"c\.csv:3: image '(\.\./)+etc/passwd': image path leaves the image root", c_escape),
+    ),
+    Case(
+        "path-sub-dotdot",
+        _escape(lambda t: "sub/../../outside.jpg"),
+        ("skip", r"c\.csv:3: image 'sub/\.\./\.\./outside\.jpg': image path leaves the image root", c_escape),
+    ),
+    Case(
+        "path-symlink-out",
+        b_symlink,
+        ("skip", r"c\.csv:3: image 'link\.jpg': image path leaves the image root \(symlink\?\)", c_escape),
+    ),
+    Case(
+        "path-subfolder-allowed",
+        b_subfolder_ok,
+        ("ok", lambda m: [im["file"] for im in m["images"]] == ["sub/a.jpg", "sub/deeper/b.jpg"]),
+        old_ok=True,
+    ),
+    Case(
+        "path-same-file-spelled-twice",
+        b_same_file_spelled_twice,
+        (
+            "ok",
+            lambda m: (
+                _caps(m) == [("a.jpg", "one"), ("a.jpg", "two"), ("a.jpg", "three")]
+                and [im["file"] for im in m["images"]] == ["a.jpg"]
+            ),
+        ),
+    ),
+    Case(
+        "source-read-dotdot",
+        b_src_read_unsafe,
+        ("error", r"leaves the image root: \.\./secret\.jpg"),
+        exc=BadImageError,
+    ),
+    Case("source-has-unsafe", b_src_has_unsafe, ("ok", lambda h: h == {k: k == "ok.jpg" for k in h})),
     # 5. CSV rows with the wrong number of fields
-    Case("csv-unquoted-comma", b_unquoted_comma,
-         ("skip", r"c\.csv:3: 3 fields, but the header has 2 \(image, caption\); an unquoted comma", c_row3_rejected)),
-    Case("csv-too-few-fields", b_too_few_fields,
-         ("skip", r"c\.csv:3: 2 fields, but the header has 3",
-          lambda m: _caps(m) == [("1", "a cat")] and _rej(m) == {("row", "c.csv:3")})),
-    Case("csv-unclosed-quote", b_unclosed_quote,
-         ("error", r"c\.csv:2: cannot parse this row \(unexpected end of data\)")),
+    Case(
+        "csv-unquoted-comma",
+        b_unquoted_comma,
+        ("skip", r"c\.csv:3: 3 fields, but the header has 2 \(image, caption\); an unquoted comma", c_row3_rejected),
+    ),
+    Case(
+        "csv-too-few-fields",
+        b_too_few_fields,
+        (
+            "skip",
+            r"c\.csv:3: 2 fields, but the header has 3",
+            lambda m: _caps(m) == [("1", "a cat")] and _rej(m) == {("row", "c.csv:3")},
+        ),
+    ),
+    Case(
+        "csv-unclosed-quote", b_unclosed_quote, ("error", r"c\.csv:2: cannot parse this row \(unexpected end of data\)")
+    ),
     # 6. zip: exact path first, unique base name only
-    Case("zip-ambiguous-basename", b_zip_ambiguous,
-         ("skip", r"image 1: ambiguous image name X\.jpg: matches 2 members .*other/X\.jpg, val2017/X\.jpg",
-          c_zip_ambiguous)),
+    Case(
+        "zip-ambiguous-basename",
+        b_zip_ambiguous,
+        (
+            "skip",
+            r"image 1: ambiguous image name X\.jpg: matches 2 members .*other/X\.jpg, val2017/X\.jpg",
+            c_zip_ambiguous,
+        ),
+    ),
     Case("zip-exact-path", b_zip_exact, ("ok", lambda r: r[0] == r[1] and r[2] == r[3]), old_ok=True),
-    Case("images-kind-zip-listed-once", b_images_zip,
-         ("ok", lambda m: [im["id"] for im in m["images"]] == ["val2017/a.jpg", "val2017/b.jpg"])),
+    Case(
+        "images-kind-zip-listed-once",
+        b_images_zip,
+        ("ok", lambda m: [im["id"] for im in m["images"]] == ["val2017/a.jpg", "val2017/b.jpg"]),
+    ),
     # 7. ids exactly as written
-    Case("ids-1png-vs-001png", b_images_1_001,
-         ("ok", lambda m: [im["id"] for im in m["images"]] == ["001.png", "1.png"] and not m["rejects"])),
-    Case("ids-a.jpg-vs-a.png", b_a_jpg_a_png,
-         ("ok", lambda m: _caps(m) == [("a.jpg", "jpeg one"), ("a.png", "png one")] and not m["rejects"])),
-    Case("caption-ids-01-vs-1", b_caption_01_1,
-         ("ok", lambda m: [c["id"] for c in m["captions"]] == ["01", "1"] and not m["rejects"])),
-    Case("caption-id-on-some-rows", b_caption_id_mixed,
-         ("error", r"c\.csv:3: this row has no caption_id, but other rows have one")),
-    Case("image-id-superscript-two", b_superscript,
-         ("ok", lambda m: [im["id"] for im in m["images"]] == ["\u00b2"] and _caps(m) == [("\u00b2", "squared")])),
-    Case("demo-dataset-still-works", b_demo,
-         ("ok", lambda m: (m["counts"]["images"], m["counts"]["captions"], m["rejects"]) == (4, 8, [])), old_ok=True),
-    Case("coco-real-int-ids-kept", b_coco_real,
-         ("ok", lambda m: m["counts"]["images"] == 20 and all(type(im["id"]) is int for im in m["images"])
-          and all(type(c["id"]) is int and type(c["image_id"]) is int for c in m["captions"])), old_ok=True),
+    Case(
+        "ids-1png-vs-001png",
+        b_images_1_001,
+        ("ok", lambda m: [im["id"] for im in m["images"]] == ["001.png", "1.png"] and not m["rejects"]),
+    ),
+    Case(
+        "ids-a.jpg-vs-a.png",
+        b_a_jpg_a_png,
+        ("ok", lambda m: _caps(m) == [("a.jpg", "jpeg one"), ("a.png", "png one")] and not m["rejects"]),
+    ),
+    Case(
+        "caption-ids-01-vs-1",
+        b_caption_01_1,
+        ("ok", lambda m: [c["id"] for c in m["captions"]] == ["01", "1"] and not m["rejects"]),
+    ),
+    Case(
+        "caption-id-on-some-rows",
+        b_caption_id_mixed,
+        ("error", r"c\.csv:3: this row has no caption_id, but other rows have one"),
+    ),
+    Case(
+        "image-id-superscript-two",
+        b_superscript,
+        ("ok", lambda m: [im["id"] for im in m["images"]] == ["\u00b2"] and _caps(m) == [("\u00b2", "squared")]),
+    ),
+    Case(
+        "demo-dataset-still-works",
+        b_demo,
+        ("ok", lambda m: (m["counts"]["images"], m["counts"]["captions"], m["rejects"]) == (4, 8, [])),
+        old_ok=True,
+    ),
+    Case(
+        "coco-real-int-ids-kept",
+        b_coco_real,
+        (
+            "ok",
+            lambda m: (
+                m["counts"]["images"] == 20
+                and all(type(im["id"]) is int for im in m["images"])
+                and all(type(c["id"]) is int and type(c["image_id"]) is int for c in m["captions"])
+            ),
+        ),
+        old_ok=True,
+    ),
     # 8. encodings
     Case("csv-not-utf8-row", b_csv_latin1, ("skip", r"c\.csv:3: not valid UTF-8 \(byte b'\\xe9'\)", c_row3_rejected)),
-    Case("jsonl-not-utf8-line", b_jsonl_latin1,
-         ("skip", r"c\.jsonl:2: not valid UTF-8 \(byte offset 76: b'\\xe9'\)", c_jsonl_row2)),
-    Case("coco-not-utf8", b_coco_latin1,
-         ("error", r"captions\.json:\d+: not valid UTF-8 \(byte offset \d+: b'\\xe9'\)")),
+    Case(
+        "jsonl-not-utf8-line",
+        b_jsonl_latin1,
+        ("skip", r"c\.jsonl:2: not valid UTF-8 \(byte offset 76: b'\\xe9'\)", c_jsonl_row2),
+    ),
+    Case(
+        "coco-not-utf8", b_coco_latin1, ("error", r"captions\.json:\d+: not valid UTF-8 \(byte offset \d+: b'\\xe9'\)")
+    ),
     Case("csv-utf8-bom", b_csv_bom, ("ok", lambda m: _caps(m) == [("a.jpg", "a cat")])),
     Case("jsonl-utf8-bom", b_jsonl_bom, ("ok", lambda m: _caps(m) == [("a.jpg", "a cat")])),
     Case("coco-utf8-bom", b_coco_bom, ("ok", lambda m: _caps(m) == [(1, "c")])),
     Case("csv-utf16", b_csv_utf16, ("error", r"c\.csv: file is UTF-16/UTF-32 encoded; save it as UTF-8")),
     Case("jsonl-u2028-in-caption", b_jsonl_u2028, ("ok", lambda m: _caps(m) == [("a.jpg", "line\u2028separator")])),
     # 9. captions that are not strings
-    Case("jsonl-caption-int", b_jsonl_caption(5),
-         ("skip", r"c\.jsonl:1: caption '0': caption is not a string \(got int\)", c_not_string("int"))),
-    Case("jsonl-caption-list", b_jsonl_caption(["a", "b"]),
-         ("skip", r"c\.jsonl:1: caption '0': caption is not a string \(got list\)", c_not_string("list"))),
-    Case("coco-caption-int", b_coco_caption_int,
-         ("skip", r"captions\.json: annotations\[1\]: caption 3: caption is not a string \(got int\)",
-          lambda m: _caps(m) == [(1, "fine")] and _rej(m) == {("caption", 3)})),
+    Case(
+        "jsonl-caption-int",
+        b_jsonl_caption(5),
+        ("skip", r"c\.jsonl:1: caption '0': caption is not a string \(got int\)", c_not_string("int")),
+    ),
+    Case(
+        "jsonl-caption-list",
+        b_jsonl_caption(["a", "b"]),
+        ("skip", r"c\.jsonl:1: caption '0': caption is not a string \(got list\)", c_not_string("list")),
+    ),
+    Case(
+        "coco-caption-int",
+        b_coco_caption_int,
+        (
+            "skip",
+            r"captions\.json: annotations\[1\]: caption 3: caption is not a string \(got int\)",
+            lambda m: _caps(m) == [(1, "fine")] and _rej(m) == {("caption", 3)},
+        ),
+    ),
     Case("empty-caption", b_empty_caption, ("error", r"caption '?1'?: empty caption"), old_ok=True),
     # 10. nothing left to embed
-    Case("all-items-rejected", b_all_missing,
-         ("error", r"dataset 'd': nothing left to embed: 2 images and 2 captions in the source, 4 items rejected; "
-                   r"first: image 'a\.jpg': image file missing: a\.jpg"), policy="skip"),
+    Case(
+        "all-items-rejected",
+        b_all_missing,
+        (
+            "error",
+            r"dataset 'd': nothing left to embed: 2 images and 2 captions in the source, 4 items rejected; "
+            r"first: image 'a\.jpg': image file missing: a\.jpg",
+        ),
+        policy="skip",
+    ),
     Case("header-only-table", b_header_only, ("error", r"dataset 'd': nothing left to embed: 0 images and 0 captions")),
     # 11. already clear
     Case("coco-malformed-json", b_coco_malformed, ("error", r"captions\.json: malformed JSON"), old_ok=True),
-    Case("coco-no-annotations", b_coco_no_annotations,
-         ("error", r"captions\.json: missing or non-list key 'annotations'"), old_ok=True),
+    Case(
+        "coco-no-annotations",
+        b_coco_no_annotations,
+        ("error", r"captions\.json: missing or non-list key 'annotations'"),
+        old_ok=True,
+    ),
     Case("jsonl-malformed-line", b_jsonl_bad_line, ("error", r"c\.jsonl:2: malformed JSON line"), old_ok=True),
-    Case("csv-no-caption-column", b_no_caption_column,
-         ("error", r"c\.csv(:1|: row 0): no 'caption' column"), old_ok=True),
+    Case(
+        "csv-no-caption-column", b_no_caption_column, ("error", r"c\.csv(:1|: row 0): no 'caption' column"), old_ok=True
+    ),
     Case("csv-no-image-column", b_no_image_column, ("error", r"c\.csv(:2|: row 0): no 'image'"), old_ok=True),
     Case("image-file-missing", b_missing_file, ("error", r"image file missing: b\.jpg"), old_ok=True),
     # 12. bad image bytes
-    Case("corrupt-image", lambda t, r: _decode(t, "junk.jpg", b"this is not a jpeg"),
-         ("error", r"corrupt or truncated image: .*junk\.jpg"), exc=BadImageError, old_ok=True),
-    Case("zero-byte-image", lambda t, r: _decode(t, "zero.jpg", b""),
-         ("error", r"(empty image file \(0 bytes\)|corrupt or truncated image): .*zero\.jpg"), exc=BadImageError,
-         old_ok=True),
-    Case("truncated-jpeg", lambda t, r: _decode(t, "trunc.jpg", _jpeg_bytes()[:1500]),
-         ("error", r"corrupt or truncated image: .*trunc\.jpg"), exc=BadImageError, old_ok=True),
-    Case("truncated-png", lambda t, r: _decode(t, "trunc.png", _png_bytes()[:6000]),
-         ("error", r"corrupt or truncated image: .*trunc\.png"), exc=BadImageError, old_ok=True),
-    Case("decompression-bomb", lambda t, r: (lambda policy: decode_image(_bomb_png(), str(t / "bomb.png"))),
-         ("error", r"bomb\.png.*exceeds limit of \d+ pixels"), exc=BadImageError, old_ok=True),
-    Case("bomb-warning-range-accepted", b_bomb_warning,
-         ("ok", lambda r: r[0].size == (64, 64) and r[0].mode == "RGB" and r[1] == [])),
+    Case(
+        "corrupt-image",
+        lambda t, r: _decode(t, "junk.jpg", b"this is not a jpeg"),
+        ("error", r"corrupt or truncated image: .*junk\.jpg"),
+        exc=BadImageError,
+        old_ok=True,
+    ),
+    Case(
+        "zero-byte-image",
+        lambda t, r: _decode(t, "zero.jpg", b""),
+        ("error", r"(empty image file \(0 bytes\)|corrupt or truncated image): .*zero\.jpg"),
+        exc=BadImageError,
+        old_ok=True,
+    ),
+    Case(
+        "truncated-jpeg",
+        lambda t, r: _decode(t, "trunc.jpg", _jpeg_bytes()[:1500]),
+        ("error", r"corrupt or truncated image: .*trunc\.jpg"),
+        exc=BadImageError,
+        old_ok=True,
+    ),
+    Case(
+        "truncated-png",
+        lambda t, r: _decode(t, "trunc.png", _png_bytes()[:6000]),
+        ("error", r"corrupt or truncated image: .*trunc\.png"),
+        exc=BadImageError,
+        old_ok=True,
+    ),
+    Case(
+        "decompression-bomb",
+        lambda t, r: lambda policy: decode_image(_bomb_png(), str(t / "bomb.png")),
+        ("error", r"bomb\.png.*exceeds limit of \d+ pixels"),
+        exc=BadImageError,
+        old_ok=True,
+    ),
+    Case(
+        "bomb-warning-range-accepted",
+        b_bomb_warning,
+        ("ok", lambda r: r[0].size == (64, 64) and r[0].mode == "RGB" and r[1] == []),
+    ),
 ]
 
 

@@ -18,14 +18,19 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
+from workflow_utils import REPO, SNAKEMAKE, run_snakemake, snakemake_env
 
 from clipgeom.config import ConfigError, check_config, open_clip_architectures, validate_config
 from clipgeom.h5io import read_embeddings
-from workflow_utils import REPO, SNAKEMAKE, run_snakemake, snakemake_env
 
 SCHEMA = REPO / "config" / "schema"
-TINY = {"arch": "tiny-clip", "model_config": str(REPO / "config" / "models" / "tiny-clip.json"),
-        "pretrained": "results/models/tiny.pt", "init_seed": 0, "device": "cpu"}
+TINY = {
+    "arch": "tiny-clip",
+    "model_config": str(REPO / "config" / "models" / "tiny-clip.json"),
+    "pretrained": "results/models/tiny.pt",
+    "init_seed": 0,
+    "device": "cpu",
+}
 
 
 def _base() -> dict:
@@ -48,6 +53,7 @@ def _set(path: str, value):
             node.pop(last)
         else:
             node[last] = value
+
     return mutate
 
 
@@ -55,32 +61,71 @@ _DELETE = object()
 
 # (id, mutation of a valid config, regex the error must match: it names the key)
 CONFIG_CASES = [
-    ("dataset-models-dangling", _set("datasets.pics.models", ["nope"]), r"datasets\.pics\.models: 'nope' is not a model"),
-    ("reference-dangling", _set("datasets.gen.reference", "nope"), r"datasets\.gen\.reference: 'nope' is not a dataset"),
+    (
+        "dataset-models-dangling",
+        _set("datasets.pics.models", ["nope"]),
+        r"datasets\.pics\.models: 'nope' is not a model",
+    ),
+    (
+        "reference-dangling",
+        _set("datasets.gen.reference", "nope"),
+        r"datasets\.gen\.reference: 'nope' is not a dataset",
+    ),
     ("reference-self", _set("datasets.pics.reference", "pics"), r"datasets\.pics\.reference: .*itself"),
-    ("reference-external", lambda c: c["datasets"].update(
-        {"gen2": {"kind": "captions", "captions": "c.txt", "reference": "gen"}}),
-     r"datasets\.gen2\.reference: 'gen' is an external set"),
-    ("folder-without-captions", _set("datasets.pics.captions", _DELETE), r"datasets\.pics: kind 'folder' needs 'captions'"),
+    (
+        "reference-external",
+        lambda c: c["datasets"].update({"gen2": {"kind": "captions", "captions": "c.txt", "reference": "gen"}}),
+        r"datasets\.gen2\.reference: 'gen' is an external set",
+    ),
+    (
+        "folder-without-captions",
+        _set("datasets.pics.captions", _DELETE),
+        r"datasets\.pics: kind 'folder' needs 'captions'",
+    ),
     ("folder-without-images", _set("datasets.pics.images", _DELETE), r"datasets\.pics: kind 'folder' needs 'images'"),
-    ("coco-without-images", lambda c: c["datasets"].update({"c": {"kind": "coco", "captions": "x.json"}}),
-     r"datasets\.c: kind 'coco' needs 'images'"),
-    ("embeddings-without-path", lambda c: c["datasets"].update({"e": {"kind": "embeddings"}}),
-     r"datasets\.e: kind 'embeddings' needs 'path'"),
-    ("captions-without-captions", lambda c: c["datasets"].update({"t": {"kind": "captions", "reference": "pics"}}),
-     r"datasets\.t: kind 'captions' needs 'captions'"),
+    (
+        "coco-without-images",
+        lambda c: c["datasets"].update({"c": {"kind": "coco", "captions": "x.json"}}),
+        r"datasets\.c: kind 'coco' needs 'images'",
+    ),
+    (
+        "embeddings-without-path",
+        lambda c: c["datasets"].update({"e": {"kind": "embeddings"}}),
+        r"datasets\.e: kind 'embeddings' needs 'path'",
+    ),
+    (
+        "captions-without-captions",
+        lambda c: c["datasets"].update({"t": {"kind": "captions", "reference": "pics"}}),
+        r"datasets\.t: kind 'captions' needs 'captions'",
+    ),
     ("model-without-weights", _set("models.tiny.pretrained", None), r"models\.tiny\.pretrained: no weights given"),
-    ("model-seed-without-file", lambda c: c["models"]["tiny"].update(pretrained=None, init_seed=3),
-     r"models\.tiny\.pretrained: no weights given"),
+    (
+        "model-seed-without-file",
+        lambda c: c["models"]["tiny"].update(pretrained=None, init_seed=3),
+        r"models\.tiny\.pretrained: no weights given",
+    ),
     ("fp16-on-cpu", _set("models.tiny.precision", "fp16"), r"models\.tiny\.precision: fp16 needs a GPU"),
-    ("unknown-arch", lambda c: c["models"].update({"big": {"arch": "ViT-B-33", "pretrained": "openai"}}),
-     r"models\.big\.arch: open_clip has no architecture 'ViT-B-33' \(similar: .*ViT-B-32"),
+    (
+        "unknown-arch",
+        lambda c: c["models"].update({"big": {"arch": "ViT-B-33", "pretrained": "openai"}}),
+        r"models\.big\.arch: open_clip has no architecture 'ViT-B-33' \(similar: .*ViT-B-32",
+    ),
     ("model-config-name-mismatch", _set("models.tiny.arch", "tiny-clap"), r"models\.tiny\.model_config: .*'tiny-clip'"),
-    ("alpha-grid-reversed", _set("stages.alpha_sweep", {"alpha_min": 1.0, "alpha_max": -1.0}),
-     r"stages\.alpha_sweep\.alpha_min: 1\.0 is above alpha_max -1\.0"),
-    ("kl-grid-reversed", _set("stages.kl_matching", {"alpha_min": 0.5, "alpha_max": 0.0}),
-     r"stages\.kl_matching\.alpha_min"),
-    ("no-models-for-a-model-kind", _set("models", {}), r"datasets\.pics: kind 'folder' is embedded by a model, but models: is empty"),
+    (
+        "alpha-grid-reversed",
+        _set("stages.alpha_sweep", {"alpha_min": 1.0, "alpha_max": -1.0}),
+        r"stages\.alpha_sweep\.alpha_min: 1\.0 is above alpha_max -1\.0",
+    ),
+    (
+        "kl-grid-reversed",
+        _set("stages.kl_matching", {"alpha_min": 0.5, "alpha_max": 0.0}),
+        r"stages\.kl_matching\.alpha_min",
+    ),
+    (
+        "no-models-for-a-model-kind",
+        _set("models", {}),
+        r"datasets\.pics: kind 'folder' is embedded by a model, but models: is empty",
+    ),
 ]
 
 
@@ -110,18 +155,24 @@ def test_imports_only_need_no_models_block(tmp_path, shared_data):
     """A config that only imports embeddings: no models:, and the whole DAG plans (was a KeyError)."""
     arr = np.load(shared_data / "clip-vitb16-coco500" / "features_clip.npy")[:, :50]
     np.save(tmp_path / "pairs.npy", arr)
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"datasets": {"mine": {"kind": "embeddings", "path": "pairs.npy"}}}))
+    (tmp_path / "c.yaml").write_text(
+        yaml.safe_dump({"datasets": {"mine": {"kind": "embeddings", "path": "pairs.npy"}}})
+    )
     proc = run_snakemake(tmp_path, tmp_path / "c.yaml", "-n")
     out = proc.stdout + proc.stderr
     for rule in ("import_embeddings", "separability", "alpha_sweep", "summary"):
         assert rule in out, (rule, out[-2000:])
 
 
-@pytest.mark.parametrize("mutate,args,pattern", [
-    (lambda c: None, ("--set-scatter", "split=0"), r"embedding shards .*: 0; need at least 1"),
-    (_set("datasets.gen.reference", "nope"), (), r"datasets\.gen\.reference: 'nope' is not a dataset"),
-    (_set("models.tiny.pretrained", None), (), r"models\.tiny\.pretrained: no weights given"),
-], ids=["split-0", "reference-dangling", "no-weights"])
+@pytest.mark.parametrize(
+    "mutate,args,pattern",
+    [
+        (lambda c: None, ("--set-scatter", "split=0"), r"embedding shards .*: 0; need at least 1"),
+        (_set("datasets.gen.reference", "nope"), (), r"datasets\.gen\.reference: 'nope' is not a dataset"),
+        (_set("models.tiny.pretrained", None), (), r"models\.tiny\.pretrained: no weights given"),
+    ],
+    ids=["split-0", "reference-dangling", "no-weights"],
+)
 def test_config_errors_stop_snakemake_before_any_job(tmp_path, mutate, args, pattern):
     cfg = _base()
     mutate(cfg)
@@ -141,15 +192,16 @@ def _folder_dataset(root: Path, n: int = 6) -> Path:
         Image.new("RGB", (32, 32), (40 * i % 256, 90, 200 - 20 * i)).save(root / "images" / f"p{i}.png")
         rows.append(f"p{i}.png,picture {i}")
     (root / "captions.csv").write_text("\n".join(rows) + "\n")
-    cfg = {"datasets": {"pics": {"kind": "folder", "captions": "captions.csv", "images": "images",
-                                 "analyse": False}},
-           "models": {"tiny": dict(TINY)}, "embedding": {"shards": 2, "loader_workers": 0}}
+    cfg = {
+        "datasets": {"pics": {"kind": "folder", "captions": "captions.csv", "images": "images", "analyse": False}},
+        "models": {"tiny": dict(TINY)},
+        "embedding": {"shards": 2, "loader_workers": 0},
+    }
     (root / "c.yaml").write_text(yaml.safe_dump(cfg))
     return root / "c.yaml"
 
 
 TARGET = "results/pics/tiny/embeddings.h5"
-
 
 
 @pytest.mark.slow
@@ -181,6 +233,7 @@ def test_image_replaced_in_place_is_reembedded(tmp_path):
     assert changed == [row]
     manifest = json.loads((tmp_path / "results" / "pics" / "manifest.json").read_text())
     import hashlib
+
     sha = hashlib.sha256((tmp_path / "images" / "p4.png").read_bytes()).hexdigest()
     assert manifest["images"][row]["sha256"] == sha
     # nothing changed since: nothing to do
@@ -192,7 +245,9 @@ def test_image_replaced_in_place_is_reembedded(tmp_path):
 def test_truncated_embeddings_file_is_named_removed_and_rebuilt(tmp_path, shared_data):
     arr = np.load(shared_data / "clip-vitb16-coco500" / "features_clip.npy")[:, :60]
     np.save(tmp_path / "pairs.npy", arr)
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"datasets": {"mine": {"kind": "embeddings", "path": "pairs.npy"}}}))
+    (tmp_path / "c.yaml").write_text(
+        yaml.safe_dump({"datasets": {"mine": {"kind": "embeddings", "path": "pairs.npy"}}})
+    )
     h5 = tmp_path / "results/mine/imported/embeddings.h5"
     run_snakemake(tmp_path, tmp_path / "c.yaml", "--cores", "1", str(h5.relative_to(tmp_path)))
     data, st = h5.read_bytes(), h5.stat()
@@ -224,10 +279,21 @@ def test_stale_temporary_files_are_removed_by_the_next_write(tmp_path):
 @pytest.mark.slow
 def test_second_run_in_the_same_directory_is_refused(tmp_path):
     cfg = _folder_dataset(tmp_path, n=24)
-    cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile", str(cfg),
-           "--cores", "1", TARGET]
-    first = subprocess.Popen(cmd, cwd=tmp_path, env=snakemake_env(), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+    cmd = [
+        *SNAKEMAKE,
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(cfg),
+        "--cores",
+        "1",
+        TARGET,
+    ]
+    first = subprocess.Popen(
+        cmd, cwd=tmp_path, env=snakemake_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         locks = tmp_path / ".snakemake" / "locks"
         deadline = time.time() + 120

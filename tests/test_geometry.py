@@ -29,11 +29,19 @@ from clipgeom.config import validate_config
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("separability", "thin_shell", "covariance", "origin_distance")
 FIGURES = {
-    "separability": {"sorted": "sep_sorted", "mean_std": "top_mean_over_std", "hist": "top_feature_hist",
-                     "svm": "svm_top2"},
+    "separability": {
+        "sorted": "sep_sorted",
+        "mean_std": "top_mean_over_std",
+        "hist": "top_feature_hist",
+        "svm": "svm_top2",
+    },
     "thin_shell": {"features": "centred_features", "norms": "norms"},
-    "covariance": {"variance": "variance_hist", "odd": "odd_hist", "spectrum": "eigen_spectrum",
-                   "whitening": "whitening"},
+    "covariance": {
+        "variance": "variance_hist",
+        "odd": "odd_hist",
+        "spectrum": "eigen_spectrum",
+        "whitening": "whitening",
+    },
     "origin_distance": {"origin": "origin_distance", "root": "root_cosine_distance"},
 }
 
@@ -61,10 +69,12 @@ def make_job(stage, h5, outdir: Path, p=None, demo=False):
         out[f"{key}_png"] = str(outdir / stage / f"{name}.png")
         out[f"{key}_pdf"] = str(outdir / stage / f"{name}.pdf")
     return SimpleNamespace(
-        input=SimpleNamespace(embeddings=str(h5)), output=SimpleNamespace(**out),
+        input=SimpleNamespace(embeddings=str(h5)),
+        output=SimpleNamespace(**out),
         params=SimpleNamespace(p=p if p is not None else params(stage), demo=demo),
         wildcards=SimpleNamespace(dataset="coco500", model="ViT-B-16"),
-        log=[str(outdir / f"{stage}.log")], threads=1,
+        log=[str(outdir / f"{stage}.log")],
+        threads=1,
     )
 
 
@@ -297,11 +307,19 @@ def planted_h5(tmp_path_factory):
     img = planted_sample(prm, "image", N, 1)
     txt = planted_sample(prm, "text", N, 2)
     path = tmp_path_factory.mktemp("planted") / "embeddings.h5"
-    write_embeddings(path, Embeddings(
-        image=img.astype(np.float32), text=txt.astype(np.float32),
-        image_id=np.arange(N), image_file=np.asarray([""] * N, dtype=object),
-        text_id=np.arange(N), text_image_index=np.arange(N),
-        caption=np.asarray([""] * N, dtype=object), attrs={"model": "planted"}))
+    write_embeddings(
+        path,
+        Embeddings(
+            image=img.astype(np.float32),
+            text=txt.astype(np.float32),
+            image_id=np.arange(N),
+            image_file=np.asarray([""] * N, dtype=object),
+            text_id=np.arange(N),
+            text_image_index=np.arange(N),
+            caption=np.asarray([""] * N, dtype=object),
+            attrs={"model": "planted"},
+        ),
+    )
     return path, prm
 
 
@@ -325,7 +343,7 @@ def test_planted_separability(planted_h5):
     sep_true = np.abs(pi["mu"] - pt["mu"]) / np.sqrt(vi + vt)
     sep = np.asarray(r.columns["sep"])
     # standard error of Sep = Δ/S (Δ the mean difference, S the pooled sd), delta method
-    se = np.sqrt(1.0 / N + sep_true ** 2 * (vi ** 2 + vt ** 2) / (2 * N * (vi + vt) ** 2))
+    se = np.sqrt(1.0 / N + sep_true**2 * (vi**2 + vt**2) / (2 * N * (vi + vt) ** 2))
     assert np.max(np.abs(sep - sep_true) / se) < 5.0
     # the tag features are exactly the planted offsets, the top two the two largest true Sep
     assert sorted(r.details["tag_features"]) == sorted(OFFSETS)
@@ -410,7 +428,10 @@ def test_whitening_detects_non_gaussian(tmp_path, write_h5):
     k_txt = np.asarray(r.columns["whitened_kurtosis_text"])
     assert k_img == pytest.approx(np.full(8, 3.0), abs=0.5)
     assert np.abs(k_txt).max() < 0.15
-    assert r.details["image"]["whitening"]["ks_statistic_vs_chi"] > 3 * r.details["text"]["whitening"]["ks_statistic_vs_chi"]
+    assert (
+        r.details["image"]["whitening"]["ks_statistic_vs_chi"]
+        > 3 * r.details["text"]["whitening"]["ks_statistic_vs_chi"]
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -421,11 +442,19 @@ def write_unpaired(path, image, text):
     from clipgeom.h5io import Embeddings, write_embeddings
 
     ni, nt = len(image), len(text)
-    write_embeddings(path, Embeddings(
-        image=np.asarray(image, np.float32), text=np.asarray(text, np.float32),
-        image_id=np.arange(ni), image_file=np.asarray([""] * ni, dtype=object),
-        text_id=np.arange(nt), text_image_index=np.arange(nt) % ni,
-        caption=np.asarray([""] * nt, dtype=object), attrs={"model": "test"}))
+    write_embeddings(
+        path,
+        Embeddings(
+            image=np.asarray(image, np.float32),
+            text=np.asarray(text, np.float32),
+            image_id=np.arange(ni),
+            image_file=np.asarray([""] * ni, dtype=object),
+            text_id=np.arange(nt),
+            text_image_index=np.arange(nt) % ni,
+            caption=np.asarray([""] * nt, dtype=object),
+            attrs={"model": "test"},
+        ),
+    )
     return path
 
 
@@ -451,13 +480,12 @@ def test_streaming_matches_brute_force(small_pair):
             assert ts.summary[mod]["mu_norm"] == pytest.approx(cn.mean(), rel=1e-10)
             assert ts.summary[mod]["var_y"] == pytest.approx(cn.var(ddof=1), rel=1e-8)
             # the paper's ddof = 1 (the schema default): sqrt(tr C) with C = cov(ddof=1)
-            assert ts.summary[mod]["rms_norm"] == pytest.approx(
-                math.sqrt(np.sum(cn ** 2) / (len(cn) - 1)), rel=1e-10)
+            assert ts.summary[mod]["rms_norm"] == pytest.approx(math.sqrt(np.sum(cn**2) / (len(cn) - 1)), rel=1e-10)
             c = np.cov(x.T, bias=True)
             assert cv.columns[f"odd_{mod}"] == pytest.approx(
-                [sum(abs(c[l, k]) for k in range(16) if k != l) / c[l, l] for l in range(16)], rel=1e-8)
-            assert cv.summary[mod]["effective_rank"] == pytest.approx(
-                g.effective_rank(np.linalg.eigvalsh(c)), rel=1e-8)
+                [sum(abs(c[r, k]) for k in range(16) if k != r) / c[r, r] for r in range(16)], rel=1e-8
+            )
+            assert cv.summary[mod]["effective_rank"] == pytest.approx(g.effective_rank(np.linalg.eigvalsh(c)), rel=1e-8)
             nz = x[np.linalg.norm(x, axis=1) > 0]
             vh = nz / np.linalg.norm(nz, axis=1, keepdims=True)
             cos = vh @ vh.T
@@ -521,7 +549,8 @@ def test_clip500_summary_keys(clip500_outputs):
         assert {"mu_norm", "var_y", "rms_norm", "rel_error"} <= set(m["thin_shell"]["summary"][mod])
         assert {"mean_to_std_ratio", "effective_rank"} <= set(m["covariance"]["summary"][mod])
         assert {"median_origin_distance", "median_root_cosine_distance", "frac_near_root"} <= set(
-            m["origin_distance"]["summary"][mod])
+            m["origin_distance"]["summary"][mod]
+        )
     assert "mean_angle_deg" in m["covariance"]["summary"]
     # every geometry key the paper reports resolves in these summaries (summary.json nesting)
     from clipgeom.paper import PAPER_VALUES
@@ -533,7 +562,8 @@ def test_clip500_summary_keys(clip500_outputs):
     for k in geo:
         assert k in flat, k
         assert isinstance(flat[k], type(PAPER_VALUES[k])) or (
-            isinstance(flat[k], (int, float)) and isinstance(PAPER_VALUES[k], (int, float)))
+            isinstance(flat[k], (int, float)) and isinstance(PAPER_VALUES[k], (int, float))
+        )
 
 
 def test_clip500_separability(clip500, clip500_outputs):
@@ -561,8 +591,9 @@ def test_clip500_thin_shell_covariance_origin(clip500, clip500_outputs):
         ts = m["thin_shell"]["summary"][mod]
         assert ts["mu_norm"] == pytest.approx(cn.mean(), rel=1e-10)
         # thin_shell.ddof (default 1, the paper's): tr C with N - 1
-        assert ts["rms_norm"] == pytest.approx(math.sqrt(np.trace(np.cov(x.T, ddof=DEFAULTS["thin_shell"]["ddof"]))),
-                                               rel=1e-10)
+        assert ts["rms_norm"] == pytest.approx(
+            math.sqrt(np.trace(np.cov(x.T, ddof=DEFAULTS["thin_shell"]["ddof"]))), rel=1e-10
+        )
         cs = m["covariance"]["summary"][mod]
         assert cs["mean_to_std_ratio"] == pytest.approx(np.linalg.norm(x.mean(0)) / np.linalg.norm(x.std(0)), rel=1e-9)
         vh = x / np.linalg.norm(x, axis=1, keepdims=True)
@@ -572,7 +603,7 @@ def test_clip500_thin_shell_covariance_origin(clip500, clip500_outputs):
         assert m["covariance"][mod]["whitening"]["degenerate"] is True
         root_parts.append(vh)
     root = np.concatenate(root_parts).mean(0)
-    for mod, vh in zip(("image", "text"), root_parts):
+    for mod, vh in zip(("image", "text"), root_parts, strict=False):
         cd = (1 - vh @ root / np.linalg.norm(root)) / 2  # EuCLIP Fig. 2's scaled cosine distance in [0, 1]
         od = m["origin_distance"]["summary"][mod]
         assert od["median_root_cosine_distance"] == pytest.approx(np.median(cd), rel=1e-9)
@@ -586,10 +617,21 @@ def test_script_runs_from_the_command_line(clip500_h5, tmp_path):
     # the by-hand path of clipgeom.scripting.get_job (argparse), as documented there
     job = make_job("origin_distance", clip500_h5, tmp_path)
     outs = [f"{k}={v}" for k, v in vars(job.output).items()]
-    cmd = [sys.executable, str(REPO / "workflow" / "scripts" / "origin_distance.py"),
-           "--input", f"embeddings={clip500_h5}", "--output", *outs,
-           "--params", json.dumps({"p": params("origin_distance"), "demo": True}),
-           "--wildcards", "dataset=x", "model=y", "--log", str(tmp_path / "od.log")]
+    cmd = [
+        sys.executable,
+        str(REPO / "workflow" / "scripts" / "origin_distance.py"),
+        "--input",
+        f"embeddings={clip500_h5}",
+        "--output",
+        *outs,
+        "--params",
+        json.dumps({"p": params("origin_distance"), "demo": True}),
+        "--wildcards",
+        "dataset=x",
+        "model=y",
+        "--log",
+        str(tmp_path / "od.log"),
+    ]
     subprocess.run(cmd, check=True, capture_output=True, cwd=REPO)
     m = json.loads(Path(job.output.metrics).read_text())
     assert m["demo"] is True and "note" in m and m["dataset"] == "x"

@@ -90,16 +90,33 @@ def test_fast_sweep_matches_direct(geometry, two_exp):
     alphas = L.alpha_grid(-1, 1, 0.1)
     scale = SCALES[geometry]
     mode = "auto" if two_exp == "auto" else geometry == "cosine"
-    fast = L.sweep_pair_terms(x.astype(np.float32), y.astype(np.float32), alphas, scale=scale, means=means,
-                              geometries=(geometry,), row_block=64, threads=2, two_exp=mode)  # 64 does not divide 300
+    fast = L.sweep_pair_terms(
+        x.astype(np.float32),
+        y.astype(np.float32),
+        alphas,
+        scale=scale,
+        means=means,
+        geometries=(geometry,),
+        row_block=64,
+        threads=2,
+        two_exp=mode,
+    )  # 64 does not divide 300
     for shift in L.SHIFTS:
-        ref = L.direct_pair_terms(x.astype(np.float32), y.astype(np.float32), alphas, scale=scale,
-                                  mean=means[shift], geometry=geometry, shift=shift)
+        ref = L.direct_pair_terms(
+            x.astype(np.float32),
+            y.astype(np.float32),
+            alphas,
+            scale=scale,
+            mean=means[shift],
+            geometry=geometry,
+            shift=shift,
+        )
         got = fast[(geometry, shift)]
         mag = max(1.0, float(np.abs(ref.diag).max()), float(np.abs(ref.row_lse).max()))
         for name in ("diag", "row_lse", "col_lse"):  # per pair: float32 logits of magnitude `mag`
-            np.testing.assert_allclose(getattr(got, name), getattr(ref, name), rtol=0, atol=1e-6 * mag,
-                                       err_msg=f"{geometry}/{shift}/{name}")
+            np.testing.assert_allclose(
+                getattr(got, name), getattr(ref, name), rtol=0, atol=1e-6 * mag, err_msg=f"{geometry}/{shift}/{name}"
+            )
         np.testing.assert_array_equal(got.i2t, ref.i2t)
         np.testing.assert_array_equal(got.t2i, ref.t2i)
         for classify_at in L.CLASSIFY_AT:
@@ -121,8 +138,9 @@ def test_fast_sweep_float64_agrees_to_rounding():
     x, y = clip_like(157, 24, seed=4)
     means = means_of(x, y)
     alphas = L.alpha_grid(-1, 1, 0.25)
-    fast = L.sweep_pair_terms(x, y, alphas, scale=50.0, means=means, geometries=L.GEOMETRIES, row_block=40,
-                              dtype="float64")
+    fast = L.sweep_pair_terms(
+        x, y, alphas, scale=50.0, means=means, geometries=L.GEOMETRIES, row_block=40, dtype="float64"
+    )
     for (g, s), got in fast.items():
         ref = L.direct_pair_terms(x, y, alphas, scale=50.0, mean=means[s], geometry=g, shift=s)
         np.testing.assert_allclose(got.loss, ref.loss, rtol=0, atol=1e-9)
@@ -139,8 +157,9 @@ def test_wide_logit_range_stays_exact(two_exp):
     alphas = L.alpha_grid(-1, 1, 0.5)
     wide = {"sq_euclidean": 5.0, "euclidean": 60.0}
     for t2i, g in ((True, "sq_euclidean"), (False, "sq_euclidean"), (True, "euclidean")):
-        fast = L.sweep_pair_terms(x, y, alphas, scale=wide[g], means=means, geometries=(g,),
-                                  row_block=48, text_to_image=t2i, two_exp=two_exp)
+        fast = L.sweep_pair_terms(
+            x, y, alphas, scale=wide[g], means=means, geometries=(g,), row_block=48, text_to_image=t2i, two_exp=two_exp
+        )
         for (g, s), got in fast.items():
             if two_exp is False:
                 assert got.info["fallback_columns"] > 0
@@ -178,11 +197,14 @@ def test_subsets_partition_and_decompose(classify_at, correct_by):
     assert np.all(c["n_correct"] + c["n_misclassified"] == c["n_pairs"])
     assert np.all((c["n_correct"] > 0) & (c["n_misclassified"] > 0))
     for q in L.CURVE_KEYS:
-        recombined = (c[f"{q}_correct"] * c["n_correct"]
-                      + c[f"{q}_misclassified"] * c["n_misclassified"]) / c["n_pairs"]
+        recombined = (c[f"{q}_correct"] * c["n_correct"] + c[f"{q}_misclassified"] * c["n_misclassified"]) / c[
+            "n_pairs"
+        ]
         np.testing.assert_allclose(recombined, c[f"{q}_all"], rtol=1e-12, atol=1e-12)
     for s in L.SUBSETS:
-        np.testing.assert_allclose(c[f"alignment_loss_{s}"] + c[f"uniformity_{s}"], c[f"loss_{s}"], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            c[f"alignment_loss_{s}"] + c[f"uniformity_{s}"], c[f"loss_{s}"], rtol=1e-12, atol=1e-12
+        )
     if classify_at == "zero":
         assert len(set(c["n_correct"].tolist())) == 1  # the same pairs at every alpha
     # correct pairs: brute force on the direct logits at alpha = 0
@@ -214,8 +236,8 @@ def test_make_batches():
     b = L.make_batches(103, 20, None, 0)
     assert len(b) == 5 and all(len(x) == 20 for x in b)
     assert len(np.unique(np.concatenate(b))) == 100  # disjoint
-    assert all(np.array_equal(u, v) for u, v in zip(b, L.make_batches(103, 20, None, 0)))  # seeded
-    assert not all(np.array_equal(u, v) for u, v in zip(b, L.make_batches(103, 20, None, 1)))
+    assert all(np.array_equal(u, v) for u, v in zip(b, L.make_batches(103, 20, None, 0), strict=False))  # seeded
+    assert not all(np.array_equal(u, v) for u, v in zip(b, L.make_batches(103, 20, None, 1), strict=False))
     assert len(L.make_batches(103, 20, 12, 0)) == 12
 
 
@@ -224,8 +246,9 @@ def test_batched_sweep_pools_per_batch_direct_losses():
     means = means_of(x, y)
     alphas = L.alpha_grid(-1, 1, 0.5)
     batches = L.make_batches(150, 40, None, 3)
-    curves, info = L.alpha_sweep(x, y, alphas, scale=100.0, means=means, geometries=("cosine", "euclidean"),
-                                 batches=batches)
+    curves, info = L.alpha_sweep(
+        x, y, alphas, scale=100.0, means=means, geometries=("cosine", "euclidean"), batches=batches
+    )
     assert info["n_batches"] == 3
     for g in ("cosine", "euclidean"):
         for s in L.SHIFTS:
@@ -243,9 +266,15 @@ def test_select_pairs():
     from clipgeom.h5io import Embeddings
 
     idx = np.array([2, 0, 2, 1, 0, -1, 1])  # caption rows -> image rows (-1: no image)
-    emb = Embeddings(image=np.zeros((4, 3), np.float32), text=np.zeros((7, 3), np.float32),
-                     image_id=np.arange(4), image_file=np.array([""] * 4, dtype=object), text_id=np.arange(7),
-                     text_image_index=idx, caption=np.array([f"c{i}" for i in range(7)], dtype=object))
+    emb = Embeddings(
+        image=np.zeros((4, 3), np.float32),
+        text=np.zeros((7, 3), np.float32),
+        image_id=np.arange(4),
+        image_file=np.array([""] * 4, dtype=object),
+        text_id=np.arange(7),
+        text_image_index=idx,
+        caption=np.array([f"c{i}" for i in range(7)], dtype=object),
+    )
     img, txt = L.select_pairs(emb, "first")
     assert img.tolist() == [0, 1, 2] and txt.tolist() == [1, 3, 0]  # image 3 has no caption
     for seed in range(5):
@@ -317,8 +346,10 @@ def test_real_clip_pairs(clip500_h5, repo_root, capsys):
         # ... while correctly classified pairs prefer a larger alpha than misclassified ones
         assert summ["correct"] > summ["misclassified"]
         with capsys.disabled():
-            print(f"\n[clip500] {s} shift: argmin alpha all/correct/misclassified = "
-                  f"{summ['all']}/{summ['correct']}/{summ['misclassified']}, loss at 0 = {c['loss_all'][i0]:.5f}")
+            print(
+                f"\n[clip500] {s} shift: argmin alpha all/correct/misclassified = "
+                f"{summ['all']}/{summ['correct']}/{summ['misclassified']}, loss at 0 = {c['loss_all'][i0]:.5f}"
+            )
     for g in ("euclidean", "sq_euclidean"):
         for s in L.SHIFTS:
             assert set(res.summary[g][f"{s}_shift"]["argmin_alpha"]) == set(L.SUBSETS)
@@ -330,8 +361,9 @@ def test_real_clip_pairs(clip500_h5, repo_root, capsys):
 def test_logit_scale_from_file_and_override(write_h5, repo_root):
     x, y = clip_like(80, 16, seed=9)
     path = write_h5(x, y, logit_scale=20.0)
-    p = dict(stage_defaults(repo_root, "alpha_sweep"), geometries=["cosine"], alpha_min=-0.5, alpha_max=0.5,
-             alpha_step=0.5)
+    p = dict(
+        stage_defaults(repo_root, "alpha_sweep"), geometries=["cosine"], alpha_min=-0.5, alpha_max=0.5, alpha_step=0.5
+    )
     res = L.compute_alpha_sweep(path, p)
     assert res.scale == 20.0
     xf, yf = x.astype(np.float32), y.astype(np.float32)
@@ -349,9 +381,16 @@ def test_means_are_over_the_whole_raw_set(tmp_path, repo_root):
     _, y2 = clip_like(60, 12, seed=11)
     text = np.concatenate([y2, y1]).astype(np.float32)  # caption rows 0..59 are the first ones
     idx = np.concatenate([np.arange(60), np.arange(60)])
-    emb = Embeddings(image=x.astype(np.float32), text=text, image_id=np.arange(60),
-                     image_file=np.array([""] * 60, dtype=object), text_id=np.arange(120), text_image_index=idx,
-                     caption=np.array([f"c{i}" for i in range(120)], dtype=object), attrs={"logit_scale": 50.0})
+    emb = Embeddings(
+        image=x.astype(np.float32),
+        text=text,
+        image_id=np.arange(60),
+        image_file=np.array([""] * 60, dtype=object),
+        text_id=np.arange(120),
+        text_image_index=idx,
+        caption=np.array([f"c{i}" for i in range(120)], dtype=object),
+        attrs={"logit_scale": 50.0},
+    )
     path = tmp_path / "e.h5"
     write_embeddings(path, emb)
     p = dict(stage_defaults(repo_root, "alpha_sweep"), geometries=["cosine"], alpha_step=0.5)
@@ -366,8 +405,14 @@ def test_means_are_over_the_whole_raw_set(tmp_path, repo_root):
 
 # ----------------------------------------------------------------------------- scripts
 def run_script(repo_root, name, inputs, outputs, params, threads=2):
-    cmd = [sys.executable, str(repo_root / "workflow" / "scripts" / f"{name}.py"), "--params", json.dumps(params),
-           "--threads", str(threads)]
+    cmd = [
+        sys.executable,
+        str(repo_root / "workflow" / "scripts" / f"{name}.py"),
+        "--params",
+        json.dumps(params),
+        "--threads",
+        str(threads),
+    ]
     if inputs:
         cmd += ["--input"] + [f"{k}={v}" for k, v in inputs.items()]
     cmd += ["--output"] + [f"{k}={v}" for k, v in outputs.items()]
@@ -380,10 +425,16 @@ def test_alpha_sweep_script(clip500_h5, repo_root, tmp_path):
     import csv
 
     p = dict(stage_defaults(repo_root, "alpha_sweep"), alpha_min=-1.0, alpha_max=1.0, alpha_step=0.5)
-    names = ["metrics.json", "curves.csv", "loss_curves.png", "loss_curves.pdf", "geometry_curves.png",
-             "geometry_curves.pdf"]
+    names = [
+        "metrics.json",
+        "curves.csv",
+        "loss_curves.png",
+        "loss_curves.pdf",
+        "geometry_curves.png",
+        "geometry_curves.pdf",
+    ]
     keys = ["metrics", "curves", "loss_png", "loss_pdf", "geometry_png", "geometry_pdf"]
-    outs = {k: tmp_path / n for k, n in zip(keys, names)}
+    outs = {k: tmp_path / n for k, n in zip(keys, names, strict=False)}
     run_script(repo_root, "alpha_sweep", {"embeddings": clip500_h5}, outs, {"p": p, "demo": False})
     m = json.loads(outs["metrics"].read_text())
     assert m["stage"] == "alpha_sweep"
@@ -406,7 +457,7 @@ def test_alpha_sweep_script(clip500_h5, repo_root, tmp_path):
 # ----------------------------------------------------------------------------- Fig. 7
 def test_blur_simulation_reproduces_fig7():
     res = blur_simulation(n=1000, dim=512, centre=(10, 5, 5), seed=0)
-    for name, st in res.items():
+    for st in res.values():
         v = st.vectors
         m = v.mean(0)  # independent recomputation of both histograms
         cm = v @ m / (np.linalg.norm(v, axis=1) * np.linalg.norm(m))
@@ -415,8 +466,11 @@ def test_blur_simulation_reproduces_fig7():
         np.testing.assert_allclose(st.cos_mean, cm, rtol=1e-12)
         np.testing.assert_allclose(st.cos_far, cf, rtol=1e-12)
         assert st.far_index == far and len(st.cos_far) == 999
-    np.testing.assert_allclose(res["offset"].vectors - res["origin"].vectors,
-                               np.broadcast_to(centre_vector((10, 5, 5), 512), (1000, 512)), atol=1e-12)
+    np.testing.assert_allclose(
+        res["offset"].vectors - res["origin"].vectors,
+        np.broadcast_to(centre_vector((10, 5, 5), 512), (1000, 512)),
+        atol=1e-12,
+    )
     s = blur_summary(res)
     off, org = s["offset"], s["origin"]
     # off-centre: every vector is much closer to the mean than to v_far
@@ -442,8 +496,15 @@ def test_blur_simulation_script(repo_root, tmp_path):
     import csv
 
     p = stage_defaults(repo_root, "blur_simulation")
-    outs = {k: tmp_path / n for k, n in (("metrics", "metrics.json"), ("values", "values.csv"),
-                                         ("hist_png", "blur_histograms.png"), ("hist_pdf", "blur_histograms.pdf"))}
+    outs = {
+        k: tmp_path / n
+        for k, n in (
+            ("metrics", "metrics.json"),
+            ("values", "values.csv"),
+            ("hist_png", "blur_histograms.png"),
+            ("hist_pdf", "blur_histograms.pdf"),
+        )
+    }
     run_script(repo_root, "blur_simulation", {}, outs, {"p": p}, threads=1)
     m = json.loads(outs["metrics"].read_text())
     res = blur_summary(blur_simulation(n=p["n"], dim=p["dim"], centre=p["centre"], seed=p["seed"]))

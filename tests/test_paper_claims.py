@@ -71,8 +71,12 @@ def _flat(**kv):
 
 
 def test_numbers_are_comparable_only_on_the_papers_setup_with_raw_rows():
-    flat = {"covariance.image.mean_to_std_ratio": 0.96, "thin_shell.image.mu_norm": 9.0,
-            "conformity.image.inverse_b": -0.004, "separability.top2_features": [93, 134]}
+    flat = {
+        "covariance.image.mean_to_std_ratio": 0.96,
+        "thin_shell.image.mu_norm": 9.0,
+        "conformity.image.inverse_b": -0.004,
+        "separability.top2_features": [93, 134],
+    }
     rows = {r["claim"]: r for r in pp.evaluate_claims(flat, paper_setup=True, normalized=False, setup="coco × B32")}
     r = rows["covariance.image.mean_to_std_ratio"]
     assert r["comparable"] and r["within_tolerance"] and r["status"] == "within tolerance"  # |0.96-0.94| <= 5%·0.94
@@ -95,11 +99,18 @@ def test_numbers_are_comparable_only_on_the_papers_setup_with_raw_rows():
 
 
 def test_qualitative_claims_hold_fail_or_do_not_apply():
-    flat = {"separability.svm_top2_accuracy": 1.0, "separability.svm_random2_accuracy": 0.62,
-            "alpha_sweep.image_shift.argmin_alpha.all": 0.1, "alpha_sweep.image_shift.trend_0_1.correct": -1.0,
-            "alpha_sweep.image_shift.trend_0_1.misclassified": 0.5, "kl_matching.argmin_alpha": -0.3,
-            "covariance.image.odd_median_ratio_to_null": 2.5, "covariance.image.odd_p_value": 1 / 21,
-            "covariance.text.odd_median_ratio_to_null": 1.02, "covariance.text.odd_p_value": 0.4}
+    flat = {
+        "separability.svm_top2_accuracy": 1.0,
+        "separability.svm_random2_accuracy": 0.62,
+        "alpha_sweep.image_shift.argmin_alpha.all": 0.1,
+        "alpha_sweep.image_shift.trend_0_1.correct": -1.0,
+        "alpha_sweep.image_shift.trend_0_1.misclassified": 0.5,
+        "kl_matching.argmin_alpha": -0.3,
+        "covariance.image.odd_median_ratio_to_null": 2.5,
+        "covariance.image.odd_p_value": 1 / 21,
+        "covariance.text.odd_median_ratio_to_null": 1.02,
+        "covariance.text.odd_p_value": 0.4,
+    }
     st = {r["claim"]: r for r in pp.evaluate_claims(flat, paper_setup=False, normalized=True, setup="x")}
     assert st["separability.svm_two_features"]["status"] == "holds"
     assert st["separability.svm_two_features"]["baseline"] == 0.62
@@ -148,7 +159,8 @@ def test_within_tolerance_edges():
     assert pp.within_tolerance([134, 93], [93, 134], None, False) is False
 
 
-def test_unit_row_identity_makes_the_forward_fit_exact(rng=np.random.default_rng(3)):
+def test_unit_row_identity_makes_the_forward_fit_exact():
+    rng = np.random.default_rng(3)
     """On unit rows m = ū: C = N‖ū‖/(N−1)·cos(ū, v) − 1/(N−1) exactly, so a, b and r = 1 follow from ‖ū‖."""
     n, d = 300, 24
     x = rng.normal(size=(n, d)) + 1.5 * rng.normal(size=d)
@@ -169,7 +181,8 @@ def test_unit_row_identity_makes_the_forward_fit_exact(rng=np.random.default_rng
     assert inv.a == pytest.approx(1 / ident["identity_a"], rel=1e-9) and inv.a > 1
 
 
-def test_raw_rows_break_the_identity_only_through_the_angle(rng=np.random.default_rng(4)):
+def test_raw_rows_break_the_identity_only_through_the_angle():
+    rng = np.random.default_rng(4)
     n, d = 400, 16
     x = rng.normal(size=(n, d)) + 2.0 * rng.normal(size=d)
     x *= rng.uniform(0.2, 5.0, size=(n, 1)) ** 3  # wildly varying norms: m and ū point apart
@@ -188,7 +201,7 @@ def test_raw_rows_break_the_identity_only_through_the_angle(rng=np.random.defaul
 
 def test_trend_is_spearman_over_zero_to_one():
     a = np.round(np.arange(-1, 1.01, 0.1), 10)
-    falling = np.where(a >= 0, -a**3, 5 + a)  # monotone down on [0, 1], anything elsewhere
+    falling = np.where(a >= 0, -(a**3), 5 + a)  # monotone down on [0, 1], anything elsewhere
     assert trend(a, falling) == pytest.approx(-1.0)
     assert trend(a, -falling) == pytest.approx(1.0)
     wiggle = np.where(a >= 0, np.cos(6 * a), 0.0)

@@ -115,8 +115,11 @@ def test_gaussian_kl_against_monte_carlo_and_scipy():
     assert abs(kl - mc) < 5 * se
     # numerical integral with scipy
     from scipy.integrate import quad
-    f = lambda t: stats.norm.pdf(t, mu_p, math.sqrt(var_p)) * (  # noqa: E731
-        stats.norm.logpdf(t, mu_p, math.sqrt(var_p)) - stats.norm.logpdf(t, mu_q, math.sqrt(var_q)))
+
+    def f(t):
+        lp, lq = stats.norm.logpdf(t, mu_p, math.sqrt(var_p)), stats.norm.logpdf(t, mu_q, math.sqrt(var_q))
+        return np.exp(lp) * (lp - lq)
+
     assert kl == pytest.approx(quad(f, -15, 15)[0], rel=1e-7)
 
 
@@ -158,8 +161,8 @@ def test_saturation_flag_on_planted_supports(write_h5):
     # the headline does not saturate: Gaussian closed form from the sample moments
     i0, t0 = img[:, 0].astype(np.float32).astype(float), txt[:, 0].astype(np.float32).astype(float)
     assert s["kl_top_feature"] == pytest.approx(
-        0.5 * math.log(t0.var() / i0.var()) + (i0.var() + (i0.mean() - t0.mean()) ** 2) / (2 * t0.var()) - 0.5,
-        rel=1e-6)
+        0.5 * math.log(t0.var() / i0.var()) + (i0.var() + (i0.mean() - t0.mean()) ** 2) / (2 * t0.var()) - 0.5, rel=1e-6
+    )
     assert s["kl_top_feature"] > 100
     # overlapping: same support, slightly shifted; 10 bins, every bin populated in both
     txt2 = rng.uniform(0, 1, (n, 3))
@@ -190,7 +193,7 @@ def test_tag_threshold_curve_brute_force():
     brute = [int(np.sum(sep > t)) for t in grid]
     assert g.tag_threshold_curve(sep, grid).tolist() == brute
     for target in (0, 1, 9, 50, 204):
-        hits = [t for t, c in zip(grid, brute) if c == target]
+        hits = [t for t, c in zip(grid, brute, strict=False) if c == target]
         want = [hits[0], hits[-1]] if hits else None
         assert g.thresholds_for_count(grid, brute, target) == want
     assert g.thresholds_for_count([0.0, 1.0], [5, 3], 4) is None
@@ -203,16 +206,22 @@ def test_tag_threshold_curve_brute_force():
 def clip500_sep(clip500_h5, tmp_path_factory):
     out = tmp_path_factory.mktemp("sep_estimators")
     p = params("separability", svm_random_draws=3)
-    files = {"metrics": out / "metrics.json", "values": out / "values.csv",
-             "curve": out / "tag_threshold_curve.csv"}
-    for key, name in {"sorted": "sep_sorted", "mean_std": "top_mean_over_std", "hist": "top_feature_hist",
-                      "svm": "svm_top2"}.items():
+    files = {"metrics": out / "metrics.json", "values": out / "values.csv", "curve": out / "tag_threshold_curve.csv"}
+    for key, name in {
+        "sorted": "sep_sorted",
+        "mean_std": "top_mean_over_std",
+        "hist": "top_feature_hist",
+        "svm": "svm_top2",
+    }.items():
         files[f"{key}_png"], files[f"{key}_pdf"] = out / f"{name}.png", out / f"{name}.pdf"
-    job = SimpleNamespace(input=SimpleNamespace(embeddings=str(clip500_h5)),
-                          output=SimpleNamespace(**{k: str(v) for k, v in files.items()}),
-                          params=SimpleNamespace(p=p, demo=True),
-                          wildcards=SimpleNamespace(dataset="coco500", model="ViT-B-16"),
-                          log=[str(out / "separability.log")], threads=1)
+    job = SimpleNamespace(
+        input=SimpleNamespace(embeddings=str(clip500_h5)),
+        output=SimpleNamespace(**{k: str(v) for k, v in files.items()}),
+        params=SimpleNamespace(p=p, demo=True),
+        wildcards=SimpleNamespace(dataset="coco500", model="ViT-B-16"),
+        log=[str(out / "separability.log")],
+        threads=1,
+    )
     mod = runpy.run_path(str(REPO / "workflow" / "scripts" / "separability.py"), run_name="clipgeom_test")
     mod["main"](job)
     return json.loads(files["metrics"].read_text()), files, p
@@ -255,7 +264,7 @@ def test_clip500_tag_curve_and_paper_count(clip500, clip500_sep):
     csv = np.genfromtxt(files["curve"], delimiter=",", names=True)
     assert csv["threshold"] == pytest.approx(grid) and csv["n_tag_features"].astype(int).tolist() == brute
     assert s["tag_threshold"] == 1.0 and s["n_tag_features"] == int(np.sum(sep > 1.0)) == 17
-    hits = [t for t, c in zip(grid, brute) if c == 9]
+    hits = [t for t, c in zip(grid, brute, strict=False) if c == 9]
     assert s["tag_threshold_for_paper_count"] == pytest.approx([hits[0], hits[-1]])
     assert s["tag_threshold_for_paper_count"] == pytest.approx([1.2, 1.2])
 
@@ -280,8 +289,11 @@ def test_clip500_paper_features_and_random_control(clip500, clip500_sep):
     ctrl = m["svm"]["random2_control"]
     assert len(ctrl["features"]) == 3 and all(a != b for a, b in ctrl["features"])
     assert s["svm_random2_accuracy"] == pytest.approx(np.mean(ctrl["accuracy"]))
-    assert ctrl["accuracy"][0] == pytest.approx(g.svm_cv_accuracy(
-        x[:, ctrl["features"][0]], y, p["svm_folds"], p["seed"], p["svm_c"], p["svm_max_iter"])["accuracy"])
+    assert ctrl["accuracy"][0] == pytest.approx(
+        g.svm_cv_accuracy(x[:, ctrl["features"][0]], y, p["svm_folds"], p["seed"], p["svm_c"], p["svm_max_iter"])[
+            "accuracy"
+        ]
+    )
     assert s["svm_top2_accuracy"] == 1.0 and s["svm_random2_accuracy"] < 0.9
 
 

@@ -74,9 +74,16 @@ def test_eq7_is_alignment_loss_plus_uniformity_brute_force():
     vi = xi / np.linalg.norm(xi, axis=1, keepdims=True)
     vt = xt / np.linalg.norm(xt, axis=1, keepdims=True)
     s = vi @ vt.T / tau
-    brute = np.mean([-0.5 * (math.log(math.exp(s[j, j]) / sum(math.exp(s[k, j]) for k in range(9)))
-                             + math.log(math.exp(s[j, j]) / sum(math.exp(s[j, k]) for k in range(9))))
-                     for j in range(9)])
+    brute = np.mean(
+        [
+            -0.5
+            * (
+                math.log(math.exp(s[j, j]) / sum(math.exp(s[k, j]) for k in range(9)))
+                + math.log(math.exp(s[j, j]) / sum(math.exp(s[j, k]) for k in range(9)))
+            )
+            for j in range(9)
+        ]
+    )
     a, u = L.alignment_uniformity(s)
     assert -a + u == pytest.approx(brute, rel=1e-12)
     t = L.direct_pair_terms(xi, xt, np.array([0.0]), scale=1 / tau, mean=np.zeros(5), geometry="cosine", shift="image")

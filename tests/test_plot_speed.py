@@ -81,9 +81,16 @@ def _wrapped_text_figure():
     the tight box were measured once for both files."""
     fig, ax = plt.subplots(figsize=(5, 2))
     ax.axis("off")
-    ax.text(0.5, 0.5, "conformity needs at least 2 rows per modality; too few in ['image'] "
-            "({'image': 1, 'text': 5}) and a few more words to wrap", ha="center", va="center",
-            wrap=True, fontsize=8)
+    ax.text(
+        0.5,
+        0.5,
+        "conformity needs at least 2 rows per modality; too few in ['image'] "
+        "({'image': 1, 'text': 5}) and a few more words to wrap",
+        ha="center",
+        va="center",
+        wrap=True,
+        fontsize=8,
+    )
     return fig
 
 
@@ -114,6 +121,7 @@ def test_save_figure_is_bbox_tight(tmp_path, make):
 
 def test_constrained_layout_runs_once_and_is_kept(tmp_path):
     """A layout engine is run once and frozen for both files (within a few pixels of savefig's)."""
+
     def make():
         return _labelled_figure(layout="constrained")
 
@@ -205,8 +213,10 @@ def test_png_is_lossless_at_the_faster_level(tmp_path):
 # ---------------------------------------------------------------------------
 def _per_mod(seed=0, d=200):
     rng = np.random.default_rng(seed)
-    return {mod: {"var": rng.lognormal(-2 + k, 1.0, d), "odd": rng.gamma(2.0 + k, 0.5, d)}
-            for k, mod in enumerate(("image", "text"))}
+    return {
+        mod: {"var": rng.lognormal(-2 + k, 1.0, d), "odd": rng.gamma(2.0 + k, 0.5, d)}
+        for k, mod in enumerate(("image", "text"))
+    }
 
 
 @pytest.mark.parametrize("which", ["var", "odd"])
@@ -218,8 +228,9 @@ def test_hist_is_one_patch_per_series_with_bar_limits(which):
     # the same histogram drawn as bars, the way it was drawn before
     ref, rax = plt.subplots(figsize=(6, 3.6))
     allv = np.concatenate([per_mod[m][which] for m in ("image", "text")])
-    edges = (np.geomspace(allv.min(), allv.max() * 1.0001, 61) if which == "var"
-             else np.linspace(allv.min(), allv.max(), 61))
+    edges = (
+        np.geomspace(allv.min(), allv.max() * 1.0001, 61) if which == "var" else np.linspace(allv.min(), allv.max(), 61)
+    )
     heights = []
     for mod in ("image", "text"):
         n, _, _ = rax.hist(per_mod[mod][which], bins=edges, alpha=0.5, label=mod)
@@ -231,7 +242,7 @@ def test_hist_is_one_patch_per_series_with_bar_limits(which):
     assert ax.get_ylim() == pytest.approx(rax.get_ylim())
     assert ax.get_xlim() == pytest.approx(rax.get_xlim())
     assert ax.get_ylim()[0] == 0  # the bars' sticky baseline is kept
-    for patch, h in zip(ax.patches, heights):
+    for patch, h in zip(ax.patches, heights, strict=False):
         assert patch.get_path().vertices[:, 1].max() == pytest.approx(h)
         assert patch.get_alpha() == 0.5 and patch.get_fill()
     handles, labels = ax.get_legend_handles_labels()
@@ -245,7 +256,7 @@ def test_blur_hist_labels_and_counts():
 
     res = blur_simulation(n=200, dim=16, centre=[3.0, 1.0], seed=0)
     fig = lp.plot_blur(res, bins=20)
-    for ax, s in zip(fig.axes, res.values()):
+    for ax, s in zip(fig.axes, res.values(), strict=False):
         assert len(ax.patches) == 2
         # counts, not densities: the tallest step is the fullest bin
         edges = np.linspace(min(s.cos_mean.min(), s.cos_far.min()), max(s.cos_mean.max(), s.cos_far.max()), 21)

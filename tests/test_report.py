@@ -22,16 +22,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from test_rerun import completed_demo, copy_run
 from workflow_utils import REPO, run_snakemake
 
 PAIRS = ("demo × tiny-a", "demo × tiny-b")
 # Categories whose figures exist once per dataset × model (named in rules/*.smk).
-PAIR_CATEGORIES = ("Separability", "Thin shell", "Covariance", "Origin distance", "Loss (alpha sweep)",
-                   "Conformity", "KL matching", "Conformity comparison", "vSLERP", "Summary")
+PAIR_CATEGORIES = (
+    "Separability",
+    "Thin shell",
+    "Covariance",
+    "Origin distance",
+    "Loss (alpha sweep)",
+    "Conformity",
+    "KL matching",
+    "Conformity comparison",
+    "vSLERP",
+    "Summary",
+)
 COMPARISON = "Cross-model comparison"
-SCREENSHOT_DIR_ENV = "CLIPGEOM_REPORT_SCREENSHOTS"   # also keep the screenshots here (for looking at them)
+SCREENSHOT_DIR_ENV = "CLIPGEOM_REPORT_SCREENSHOTS"  # also keep the screenshots here (for looking at them)
 
 
 # ------------------------------------------------------------------ chromium
@@ -48,20 +57,36 @@ def chromium() -> str:
     path = find_chromium()
     if path is None:
         # tools/install-test-deps.sh installs Debian's chromium as root with apt, else says why not
-        proc = subprocess.run(["bash", str(REPO / "tools" / "install-test-deps.sh")], capture_output=True,
-                              text=True, timeout=900)
+        proc = subprocess.run(
+            ["bash", str(REPO / "tools" / "install-test-deps.sh")], capture_output=True, text=True, timeout=900
+        )
         path = find_chromium()
         if path is None:
-            pytest.skip("headless Chromium is missing and could not be installed "
-                        f"(tools/install-test-deps.sh: {(proc.stdout + proc.stderr).strip()[-300:]})")
+            pytest.skip(
+                "headless Chromium is missing and could not be installed "
+                f"(tools/install-test-deps.sh: {(proc.stdout + proc.stderr).strip()[-300:]})"
+            )
     return path
 
 
 def chromium_run(chromium: str, url: str, tmp: Path, *mode: str, timeout: int = 180) -> subprocess.CompletedProcess:
     profile = tmp / f"chromium-profile-{len(list(tmp.glob('chromium-profile-*')))}"
-    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--no-first-run", "--disable-default-apps", "--hide-scrollbars",
-           f"--user-data-dir={profile}", "--window-size=1400,2000", "--virtual-time-budget=10000", *mode, url]
+    cmd = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-default-apps",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        "--window-size=1400,2000",
+        "--virtual-time-budget=10000",
+        *mode,
+        url,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"chromium failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
     return proc
@@ -164,8 +189,15 @@ def report(tmp_path_factory) -> dict:
         assert m, f"no `var {name}` in the report"
         return json.loads(m.group(1))
 
-    return {"path": out, "run": run, "log": log, "text": text, "results": js_var("results"),
-            "categories": js_var("categories"), "workflow_desc": js_var("workflow_desc")}
+    return {
+        "path": out,
+        "run": run,
+        "log": log,
+        "text": text,
+        "results": js_var("results"),
+        "categories": js_var("categories"),
+        "workflow_desc": js_var("workflow_desc"),
+    }
 
 
 @pytest.mark.slow
@@ -179,8 +211,7 @@ def test_report_holds_every_figure_with_caption(report):
     assert not re.search(r"<link\b[^>]*\bhref=[\"']?(https?:)?//", text, re.I)
 
     # every figure of the run is in the report, embedded, with a caption
-    figures = {str(p.relative_to(run)) for p in (run / "results").rglob("*.png")
-               if "demo_data" not in p.parts}
+    figures = {str(p.relative_to(run)) for p in (run / "results").rglob("*.png") if "demo_data" not in p.parts}
     in_report = {p for p, r in results.items() if r["mime_type"] == "image/png"}
     assert figures, "the demo made no figures"
     assert figures - in_report == set(), f"figures missing from the report: {sorted(figures - in_report)}"
@@ -197,8 +228,9 @@ def test_report_holds_every_figure_with_caption(report):
         assert cat in cats, f"category {cat!r} missing: {sorted(cats)}"
         assert set(PAIRS) <= set(cats[cat]), f"{cat}: subcategories {sorted(cats[cat])}"
     assert COMPARISON in cats
-    files = {cat: {sub: sorted(Path(p).name for p in paths) for sub, paths in subs.items()}
-             for cat, subs in cats.items()}
+    files = {
+        cat: {sub: sorted(Path(p).name for p in paths) for sub, paths in subs.items()} for cat, subs in cats.items()
+    }
     for pair in PAIRS:
         assert files["Summary"][pair] == ["paper_vs_run.csv", "summary.json", "summary_table.csv"], files["Summary"]
     (sub,) = files[COMPARISON]
@@ -238,8 +270,8 @@ def test_chromium_shows_a_figure_with_its_caption(report, chromium, tmp_path):
     imgs = re.findall(r'<img\b[^>]*src="data:image/png;[^",]*base64,([A-Za-z0-9+/=]{1000,})', shown)
     assert imgs, "no figure displayed in the main panel"
     grid = report["results"][next(p for p in report["results"] if p.endswith("comparison/headline_grid.png"))]
-    assert grid["data_uri"].split("base64,", 1)[1] in imgs        # the figure clicked is the one shown
-    assert "Is the double ellipsoid universal?" in shown          # its caption, in the side panel
+    assert grid["data_uri"].split("base64,", 1)[1] in imgs  # the figure clicked is the one shown
+    assert "Is the double ellipsoid universal?" in shown  # its caption, in the side panel
     png = screenshot(chromium, page, tmp_path / "report_figure.png")
     assert_not_blank(png, what="whole page")
     assert_not_blank(png, box=(420, 0, 1400, 1400), what="figure panel")
@@ -248,17 +280,24 @@ def test_chromium_shows_a_figure_with_its_caption(report, chromium, tmp_path):
 @pytest.mark.slow
 @pytest.mark.browser
 def test_chromium_shows_a_stage_figure_and_the_summary_table(report, chromium, tmp_path):
-    steps = [{"menu": "Separability"}, {"menu": PAIRS[0]}, {"view": "svm_top2.png"},
-             {"menu": "Results"}, {"menu": "Summary"}, {"menu": PAIRS[0]}, {"info": "summary_table.csv"}]
+    steps = [
+        {"menu": "Separability"},
+        {"menu": PAIRS[0]},
+        {"view": "svm_top2.png"},
+        {"menu": "Results"},
+        {"menu": "Summary"},
+        {"menu": PAIRS[0]},
+        {"info": "summary_table.csv"},
+    ]
     page = navigated_copy(report["path"], steps, "report_summary.html")
     dom = dump_dom(chromium, page, tmp_path)
     assert 'data-nav="ok"' in dom, re.search(r'data-nav="[^"]*"', dom)
     shown = rendered(dom)
-    assert re.search(r'<img\b[^>]*src="data:image/png;[^",]*base64,[A-Za-z0-9+/=]{1000,}', shown), \
-        "no figure displayed"
+    assert re.search(r'<img\b[^>]*src="data:image/png;[^",]*base64,[A-Za-z0-9+/=]{1000,}', shown), "no figure displayed"
     tables = re.findall(r"<table\b.*?</table>", shown, re.S)
-    assert any("thin_shell.image.rel_error" in t and "covariance.image.mean_to_std_ratio" in t for t in tables), \
+    assert any("thin_shell.image.rel_error" in t and "covariance.image.mean_to_std_ratio" in t for t in tables), (
         "the summary table is not rendered in the side panel"
+    )
     png = screenshot(chromium, page, tmp_path / "report_summary.png")
     assert_not_blank(png, what="whole page")
     assert_not_blank(png, box=(420, 0, 1400, 1400), what="figure panel")
@@ -283,14 +322,26 @@ def test_paper_vs_run_caption_renders_the_claims_table(tmp_path, monkeypatch):
     from clipgeom.compare import write_paper_table
     from clipgeom.paper import evaluate_claims
 
-    rows = evaluate_claims({"covariance.image.mean_to_std_ratio": 0.9391}, paper_setup=True, normalized=False,
-                           setup="coco_val2017 × ViT-B-32-openai")
+    rows = evaluate_claims(
+        {"covariance.image.mean_to_std_ratio": 0.9391},
+        paper_setup=True,
+        normalized=False,
+        setup="coco_val2017 × ViT-B-32-openai",
+    )
     write_paper_table("paper_vs_run.csv", rows)
     wc = {"dataset": "coco_val2017", "model": "ViT-B-32-openai"}
-    body = _render_caption(REPO / "report" / "summary" / "paper_vs_run.rst", wildcards=wc,
-                           params={"paper_setup": True}, output={"paper_table": "paper_vs_run.csv"})
+    body = _render_caption(
+        REPO / "report" / "summary" / "paper_vs_run.rst",
+        wildcards=wc,
+        params={"paper_setup": True},
+        output={"paper_table": "paper_vs_run.csv"},
+    )
     assert "<table" in body and "covariance.image.mean_to_std_ratio" in body and "0.9391" in body
     assert "System Message" not in body and "within tolerance" in body
-    body = _render_caption(REPO / "report" / "summary" / "paper_vs_run.rst", wildcards=wc,
-                           params={"paper_setup": False}, output={"paper_table": "paper_vs_run.csv"})
+    body = _render_caption(
+        REPO / "report" / "summary" / "paper_vs_run.rst",
+        wildcards=wc,
+        params={"paper_setup": False},
+        output={"paper_table": "paper_vs_run.csv"},
+    )
     assert "<table" in body and "not the paper" in body

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from workflow_utils import REPO, SNAKEMAKE, demo_config, run_snakemake, snakemake_env
 
 pytestmark = pytest.mark.slow
@@ -31,8 +30,15 @@ pytestmark = pytest.mark.slow
 # What depends on every per-dataset x model stage: the summary, the cross-model comparison, the target rule.
 DOWNSTREAM = {"summary", "compare_models", "all"}
 # Rules that produce the embeddings (and what they are made from): never rerun by a stage's change.
-EMBEDDING_RULES = {"make_demo_data", "prepare_dataset", "embed_shard", "merge_embeddings", "import_embeddings",
-                   "random_weights_tiny-a", "random_weights_tiny-b"}
+EMBEDDING_RULES = {
+    "make_demo_data",
+    "prepare_dataset",
+    "embed_shard",
+    "merge_embeddings",
+    "import_embeddings",
+    "random_weights_tiny-a",
+    "random_weights_tiny-b",
+}
 # The rules whose code hash includes src/clipgeom/geometry.py (rules/geometry.smk).
 GEOMETRY_RULES = {"separability", "thin_shell", "covariance", "origin_distance"}
 # Only the parts of a checkout that the workflow reads (copied for the code and mtime tests).
@@ -105,8 +111,17 @@ def repo_copy(tmp_path) -> Path:
 # ------------------------------------------------------------------ reading a dry run
 def dry_run(workdir: Path, configfile: Path, *args: str, snakefile: Path | None = None) -> tuple[dict, str]:
     """`snakemake -n`: ({rule: job count} from its job table ({} when nothing is to be done), full output)."""
-    cmd = [*SNAKEMAKE, "-s", str(snakefile or REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(configfile), "-n", *args]
+    cmd = [
+        *SNAKEMAKE,
+        "-s",
+        str(snakefile or REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+        "-n",
+        *args,
+    ]
     proc = subprocess.run(cmd, cwd=workdir, env=snakemake_env(), capture_output=True, text=True, timeout=600)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"dry run failed: {' '.join(cmd)}\n{out[-6000:]}"
@@ -153,6 +168,7 @@ def with_config(workdir: Path, name: str, **changes) -> Path:
                 merge(d[k], v)
             else:
                 d[k] = v if not isinstance(v, dict) else dict(v)
+
     merge(cfg, changes)
     path = workdir / name
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -167,10 +183,13 @@ def test_complete_run_is_up_to_date(demo_run):
     assert (demo_run / "results" / "comparison" / "summary_table.csv").exists()
 
 
-@pytest.mark.parametrize("stage,change", [
-    ("kl_matching", {"alpha_min": -0.5, "alpha_step": 0.25}),
-    ("alpha_sweep", "alpha grid"),
-])
+@pytest.mark.parametrize(
+    "stage,change",
+    [
+        ("kl_matching", {"alpha_min": -0.5, "alpha_step": 0.25}),
+        ("alpha_sweep", "alpha grid"),
+    ],
+)
 def test_stage_config_change_reruns_only_that_stage(run_copy, stage, change):
     if change == "alpha grid":
         # the alpha-sweep stage's grid keys, read from its schema (the same change whatever they are named)
@@ -197,9 +216,15 @@ def test_embedding_batch_size_reruns_nothing(run_copy):
     """batch_size, text_batch_size and loader_workers reach embed_shard as resources: never a rerun."""
     cfg = yaml.safe_load((run_copy / "demo.yaml").read_text())
     emb = cfg["embedding"]
-    cfg_path = with_config(run_copy, "bigger_batches.yaml", embedding={
-        "batch_size": emb["batch_size"] * 4 + 3, "text_batch_size": emb["text_batch_size"] // 2 + 1,
-        "loader_workers": emb["loader_workers"] + 1})
+    cfg_path = with_config(
+        run_copy,
+        "bigger_batches.yaml",
+        embedding={
+            "batch_size": emb["batch_size"] * 4 + 3,
+            "text_batch_size": emb["text_batch_size"] // 2 + 1,
+            "loader_workers": emb["loader_workers"] + 1,
+        },
+    )
     jobs, out = dry_run(run_copy, cfg_path)
     assert jobs == {}, f"changing the embedding batch size reruns {jobs}:\n{out[-5000:]}"
     assert "Nothing to be done" in out
@@ -223,8 +248,9 @@ def test_package_code_change_reruns_the_stages_using_it(run_copy, repo_copy):
     assert not EMBEDDING_RULES & set(jobs)
 
     # the stage's own script counts too (Snakemake's `code` trigger and the code hash)
-    module.write_text(module.read_text().replace("\n# an edit: the code hash of every stage importing this changes\n",
-                                                 ""))
+    module.write_text(
+        module.read_text().replace("\n# an edit: the code hash of every stage importing this changes\n", "")
+    )
     script = repo_copy / "workflow" / "scripts" / "kl_matching.py"
     script.write_text(script.read_text() + "\n# an edit\n")
     jobs, out = dry_run(run_copy, cfg, snakefile=snakefile)
@@ -256,7 +282,7 @@ def test_new_file_times_and_the_remedy(run_copy, repo_copy):
         os.utime(p, ns=(st.st_atime_ns - 3600 * 10**9, st.st_mtime_ns - 3600 * 10**9))
     now = time.time()
     assert _touch_tree(repo_copy, now) > 50
-    for f in (run_copy / "config").rglob("*"):       # the working directory's own copy of the model config
+    for f in (run_copy / "config").rglob("*"):  # the working directory's own copy of the model config
         os.utime(f, (now, now))
     os.utime(cfg, (now, now))
 
@@ -280,8 +306,18 @@ def test_new_file_times_and_the_remedy(run_copy, repo_copy):
     assert jobs == {}, f"{' '.join(REMEDY_TRIGGERS)} still reruns {jobs}:\n{out[-5000:]}"
 
     # remedy 2 (once, after a fresh clone or restore): `snakemake --touch`, then the defaults agree
-    cmd = [*SNAKEMAKE, "-s", str(snakefile), "--directory", str(run_copy), "--configfile", str(cfg),
-           "--touch", "--cores", "1"]
+    cmd = [
+        *SNAKEMAKE,
+        "-s",
+        str(snakefile),
+        "--directory",
+        str(run_copy),
+        "--configfile",
+        str(cfg),
+        "--touch",
+        "--cores",
+        "1",
+    ]
     proc = subprocess.run(cmd, cwd=run_copy, env=snakemake_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     jobs, out = dry_run(run_copy, cfg, snakefile=snakefile)

@@ -55,8 +55,15 @@ def base_env(extra: dict | None = None) -> dict:
 
 def run(cmd, *, env, cwd=None, timeout=600, check=False) -> subprocess.CompletedProcess:
     try:
-        r = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, text=True,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+        r = subprocess.run(
+            [str(c) for c in cmd],
+            cwd=cwd,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
         pytest.fail(f"timed out after {timeout}s: {' '.join(map(str, cmd))}\n{out[-4000:]}")
@@ -70,7 +77,7 @@ def _clamp_resources(res: dict, *, cpus: int, mem_mb: int) -> dict:
     out = {}
     for key, val in (res or {}).items():
         if key == "slurm_account":
-            continue                      # the test cluster has no accounts
+            continue  # the test cluster has no accounts
         if key == "slurm_partition":
             val = PARTITION
         elif key == "cpus_per_task" and isinstance(val, int):
@@ -99,17 +106,23 @@ class Cluster:
         profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
         # each job may take a 1/jobs share of the node's memory, so `jobs` fit at once
         per_job_mem = max(200, self.mem_mb // max(jobs, 1))
-        defaults = _clamp_resources(profile.get("default-resources") or {}, cpus=self.job_cpus,
-                                    mem_mb=per_job_mem)
+        defaults = _clamp_resources(profile.get("default-resources") or {}, cpus=self.job_cpus, mem_mb=per_job_mem)
         defaults["slurm_partition"] = PARTITION
         args = [
-            "--profile", PROFILE,
-            "--slurm-status-command", "squeue",           # no slurmdbd: sacct cannot answer
-            "--slurm-init-seconds-before-status-checks", "2",
-            "--slurm-jobname-prefix", prefix,             # find this test's jobs in squeue
-            "--max-threads", str(self.cpus),              # no job may ask more CPUs than the node has
-            "--jobs", str(jobs),
-            "--default-resources", *[_fmt(k, v) for k, v in defaults.items()],
+            "--profile",
+            PROFILE,
+            "--slurm-status-command",
+            "squeue",  # no slurmdbd: sacct cannot answer
+            "--slurm-init-seconds-before-status-checks",
+            "2",
+            "--slurm-jobname-prefix",
+            prefix,  # find this test's jobs in squeue
+            "--max-threads",
+            str(self.cpus),  # no job may ask more CPUs than the node has
+            "--jobs",
+            str(jobs),
+            "--default-resources",
+            *[_fmt(k, v) for k, v in defaults.items()],
         ]
         per_rule = []
         for rule, res in (profile.get("set-resources") or {}).items():
@@ -122,8 +135,15 @@ class Cluster:
     def snakemake(self, workdir: Path, *extra, prefix: str, jobs: int = 4, timeout: int = 600):
         # extra (targets, --configfile ...) first: the resource lists at the end take
         # every following word
-        cmd = [sys.executable, "-m", "snakemake", "--snakefile", workdir / "Snakefile",
-               *extra, *self.slurm_args(prefix, jobs)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            workdir / "Snakefile",
+            *extra,
+            *self.slurm_args(prefix, jobs),
+        ]
         return run(cmd, env=self.env, cwd=workdir, timeout=timeout)
 
     def jobs_named(self, prefix: str) -> list[dict]:
@@ -131,7 +151,7 @@ class Cluster:
         fmt = "%i|%j|%T|%k|%C|%m|%l|%P|%R"
         r = run(["squeue", "--states=all", "--noheader", f"--format={fmt}"], env=self.env, check=True)
         keys = ("id", "name", "state", "comment", "cpus", "mem", "time_limit", "partition", "reason")
-        jobs = [dict(zip(keys, line.split("|"))) for line in r.stdout.splitlines() if line.strip()]
+        jobs = [dict(zip(keys, line.split("|"), strict=False)) for line in r.stdout.splitlines() if line.strip()]
         return [j for j in jobs if j["name"].startswith(prefix + "_")]
 
 
@@ -148,8 +168,9 @@ def slurm_cluster(tmp_path_factory):
         pytest.skip("the local SLURM needs Linux")
     if os.geteuid() != 0:
         pytest.skip("the local SLURM needs root (tools/slurm-local.sh installs packages and runs slurmd)")
-    installed = all(shutil.which(b, path="/usr/sbin:/usr/bin:/sbin:/bin")
-                    for b in ("slurmctld", "slurmd", "munged", "sbatch"))
+    installed = all(
+        shutil.which(b, path="/usr/sbin:/usr/bin:/sbin:/bin") for b in ("slurmctld", "slurmd", "munged", "sbatch")
+    )
     if not installed and not shutil.which("apt-get"):
         pytest.skip("SLURM is not installed and there is no apt-get to install it")
     if not shutil.which("start-stop-daemon"):
@@ -160,8 +181,7 @@ def slurm_cluster(tmp_path_factory):
     r = subprocess.run(["bash", SCRIPT, "start"], env=env0, text=True, capture_output=True, timeout=900)
     if r.returncode != 0:
         # root with apt-get: the cluster is supposed to work here, so this is an error, not a skip
-        pytest.fail(f"tools/slurm-local.sh start failed (exit {r.returncode}):\n{r.stdout}\n{r.stderr}",
-                    pytrace=False)
+        pytest.fail(f"tools/slurm-local.sh start failed (exit {r.returncode}):\n{r.stdout}\n{r.stderr}", pytrace=False)
     exports = dict(re.findall(r"^export (\w+)=(.*)$", r.stdout, flags=re.M))
     assert "SLURM_CONF" in exports, f"no SLURM_CONF export in:\n{r.stdout}"
     env = base_env(exports)
@@ -218,9 +238,9 @@ def test_jobs_run_through_slurm(slurm_cluster, tmp_path):
     m = re.fullmatch(r"job=(\d+) cpus=(\d+) python=(\S+)", combined[2])
     assert m, combined[2]
     ids["combine"] = m.group(1)
-    assert int(m.group(2)) == threads                       # threads -> --cpus-per-task
-    assert Path(m.group(3)).parent == Path(sys.executable).parent   # venv PATH reached the job
-    assert len(set(ids.values())) == 3                      # three distinct SLURM jobs
+    assert int(m.group(2)) == threads  # threads -> --cpus-per-task
+    assert Path(m.group(3)).parent == Path(sys.executable).parent  # venv PATH reached the job
+    assert len(set(ids.values())) == 3  # three distinct SLURM jobs
 
     # SLURM's side: the same three jobs, completed, with the resources the rules asked for
     jobs = {j["id"]: j for j in slurm_cluster.jobs_named(prefix)}
@@ -231,7 +251,7 @@ def test_jobs_run_through_slurm(slurm_cluster, tmp_path):
     for s in ("s1", "s2"):
         j = jobs[ids[f"hello_{s}"]]
         assert j["comment"] == f"rule_hello_wildcards_{s}", j
-        assert j["mem"] == "300M" and j["time_limit"] == "7:00", j   # mem_mb / runtime
+        assert j["mem"] == "300M" and j["time_limit"] == "7:00", j  # mem_mb / runtime
     assert jobs[ids["combine"]]["comment"] == "rule_combine"
     assert int(jobs[ids["combine"]]["cpus"]) == threads
 
@@ -268,7 +288,7 @@ def test_failing_job_is_reported(slurm_cluster, tmp_path):
     retries = int(yaml.safe_load((PROFILE / "config.yaml").read_text()).get("retries", 0))
     jobs = slurm_cluster.jobs_named(prefix)
     boom = [j for j in jobs if j["comment"] == "rule_boom"]
-    assert len(boom) == retries + 1, jobs                  # the profile's retries were used
+    assert len(boom) == retries + 1, jobs  # the profile's retries were used
     assert all(j["state"] == "FAILED" for j in boom), boom
     assert [j["state"] for j in jobs if j["comment"] == "rule_ok"] == ["COMPLETED"], jobs
 
@@ -311,8 +331,11 @@ def test_gpu_comes_from_the_rule(slurm_cluster, tmp_path):
 
 # ------------------------------------------------------------------ the demo workflow
 # keys (at any depth of metrics.json, or HDF5 attributes) that may differ between two runs
-VOLATILE = re.compile(r"time|date|host|device|created|elapsed|duration|seconds|^pid$|user|node|"
-                      r"cwd|path|dir$|version|slurm|job_?id", re.I)
+VOLATILE = re.compile(
+    r"time|date|host|device|created|elapsed|duration|seconds|^pid$|user|node|"
+    r"cwd|path|dir$|version|slurm|job_?id",
+    re.I,
+)
 
 
 def _compare(a, b, where: str, diffs: list):
@@ -328,10 +351,14 @@ def _compare(a, b, where: str, diffs: list):
         if len(a) != len(b):
             diffs.append(f"{where}: length {len(a)} != {len(b)}")
         else:
-            for i, (x, y) in enumerate(zip(a, b)):
+            for i, (x, y) in enumerate(zip(a, b, strict=False)):
                 _compare(x, y, f"{where}[{i}]", diffs)
-    elif isinstance(a, (int, float)) and isinstance(b, (int, float)) \
-            and not isinstance(a, bool) and not isinstance(b, bool):
+    elif (
+        isinstance(a, (int, float))
+        and isinstance(b, (int, float))
+        and not isinstance(a, bool)
+        and not isinstance(b, bool)
+    ):
         if not math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-6):
             diffs.append(f"{where}: {a!r} != {b!r}")
     elif a != b:
@@ -343,11 +370,13 @@ def _h5_contents(path: Path) -> tuple[dict, dict]:
 
     arrays, attrs = {}, {}
     with h5py.File(path, "r") as f:
+
         def visit(name, obj):
             if isinstance(obj, h5py.Dataset):
                 arrays[name] = obj[()]
             for k, v in obj.attrs.items():
                 attrs[f"{name}@{k}"] = v.item() if isinstance(v, np.generic) else v
+
         f.visititems(visit)
         for k, v in f.attrs.items():
             attrs[f"@{k}"] = v.item() if isinstance(v, np.generic) else v
@@ -368,9 +397,12 @@ def _compare_h5(a: Path, b: Path, where: str, diffs: list):
                 diffs.append(f"{where}/{name}: max |diff| {np.nanmax(np.abs(x - y)):.3g}")
         elif not np.array_equal(x, y):
             diffs.append(f"{where}/{name}: values differ")
-    _compare({k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in att_a.items()},
-             {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in att_b.items()},
-             f"{where}@", diffs)
+    _compare(
+        {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in att_a.items()},
+        {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in att_b.items()},
+        f"{where}@",
+        diffs,
+    )
 
 
 def _copy_workflow(dest: Path) -> Path:
@@ -389,19 +421,33 @@ def test_demo_workflow_on_slurm(request, tmp_path):
     """The demo workflow through SLURM gives the same numbers as a local run."""
     if not (REPO / "config" / "demo.yaml").is_file() or not (REPO / "Snakefile").is_file():
         pytest.skip("demo workflow not present yet")
-    slurm_cluster = request.getfixturevalue("slurm_cluster")   # only now: no cluster just to skip
+    slurm_cluster = request.getfixturevalue("slurm_cluster")  # only now: no cluster just to skip
     local = _copy_workflow(tmp_path / "local")
     onslurm = _copy_workflow(tmp_path / "slurm")
     env = slurm_cluster.env
 
-    r = run([sys.executable, "-m", "snakemake", "--snakefile", local / "Snakefile",
-             "--profile", LOCAL_PROFILE, "--cores", "2", "--configfile", "config/demo.yaml"],
-            env=env, cwd=local, timeout=1200)
+    r = run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            local / "Snakefile",
+            "--profile",
+            LOCAL_PROFILE,
+            "--cores",
+            "2",
+            "--configfile",
+            "config/demo.yaml",
+        ],
+        env=env,
+        cwd=local,
+        timeout=1200,
+    )
     assert r.returncode == 0, f"local demo run failed:\n{r.stdout[-6000:]}"
 
     prefix = _unique_prefix("demo")
-    r = slurm_cluster.snakemake(onslurm, "--configfile", "config/demo.yaml",
-                                prefix=prefix, jobs=4, timeout=1800)
+    r = slurm_cluster.snakemake(onslurm, "--configfile", "config/demo.yaml", prefix=prefix, jobs=4, timeout=1800)
     assert r.returncode == 0, f"demo on SLURM failed:\n{r.stdout[-8000:]}"
     jobs = slurm_cluster.jobs_named(prefix)
     assert jobs and all(j["state"] == "COMPLETED" for j in jobs), jobs
@@ -413,8 +459,7 @@ def test_demo_workflow_on_slurm(request, tmp_path):
     assert h5s == sorted(p.relative_to(onslurm) for p in (onslurm / "results").rglob("embeddings.h5"))
     diffs: list[str] = []
     for rel in metrics:
-        _compare(json.loads((local / rel).read_text()), json.loads((onslurm / rel).read_text()),
-                 str(rel), diffs)
+        _compare(json.loads((local / rel).read_text()), json.loads((onslurm / rel).read_text()), str(rel), diffs)
     for rel in h5s:
         _compare_h5(local / rel, onslurm / rel, str(rel), diffs)
     assert not diffs, "local and SLURM results differ:\n" + "\n".join(diffs[:50])

@@ -27,8 +27,9 @@ def _pairs(n, d, seed, spread=1.0):
 
 
 def test_exp_matches_float64_exp():
-    x = np.concatenate([np.linspace(-80.0, 0.0, 200_001, dtype=np.float32),
-                        np.float32([-79.99, -1e-30, -0.0, -87.0, -200.0])])
+    x = np.concatenate(
+        [np.linspace(-80.0, 0.0, 200_001, dtype=np.float32), np.float32([-79.99, -1e-30, -0.0, -87.0, -200.0])]
+    )
     out = np.empty_like(x)
     ref = np.exp(np.maximum(x.astype(np.float64), K.EXP_FLOOR))
 
@@ -58,8 +59,9 @@ def test_fused_matches_direct_and_torch(geometry, two_exp):
         ref = L.direct_pair_terms(x, y, alphas, scale=scale, mean=means[shift], geometry=geometry, shift=shift)
         for name in ("diag", "row_lse", "col_lse"):
             mag = max(1.0, float(np.abs(getattr(ref, name)).max()))
-            np.testing.assert_allclose(getattr(got, name), getattr(ref, name), rtol=0, atol=2e-6 * mag,
-                                       err_msg=f"{geometry}/{shift}/{name}")
+            np.testing.assert_allclose(
+                getattr(got, name), getattr(ref, name), rtol=0, atol=2e-6 * mag, err_msg=f"{geometry}/{shift}/{name}"
+            )
             np.testing.assert_allclose(getattr(got, name), getattr(tt, name), rtol=0, atol=2e-6 * mag)
         np.testing.assert_array_equal(got.i2t, ref.i2t)
         np.testing.assert_array_equal(got.t2i, ref.t2i)
@@ -125,17 +127,21 @@ print(json.dumps({"env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPE
 @pytest.mark.parametrize("threads", [1, 2])
 def test_snakemake_job_is_confined_to_its_threads(threads):
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
-    out = subprocess.run([sys.executable, "-c", _PROBE % threads], env=env, capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE % threads], env=env, capture_output=True, text=True, check=True
+    ).stdout
     got = json.loads(out.strip().splitlines()[-1])
-    assert got["env"] == {"OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
-                          "NUMBA_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
+    assert got["env"] == {
+        "OMP_NUM_THREADS": str(threads),
+        "OPENBLAS_NUM_THREADS": str(threads),
+        "NUMBA_NUM_THREADS": str(threads),
+        "OMP_WAIT_POLICY": "PASSIVE",
+    }
     assert got["torch"] == threads and got["numba"] == threads
     assert got["blas"] == [threads]
 
 
 def test_user_wait_policy_is_kept():
     env = dict(os.environ, OMP_WAIT_POLICY="ACTIVE")
-    out = subprocess.run([sys.executable, "-c", _PROBE % 1], env=env, capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run([sys.executable, "-c", _PROBE % 1], env=env, capture_output=True, text=True, check=True).stdout
     assert json.loads(out.strip().splitlines()[-1])["env"]["OMP_WAIT_POLICY"] == "ACTIVE"

@@ -21,17 +21,21 @@ def snakemake_env() -> dict:
     return env
 
 
-def run_snakemake(workdir: Path, configfile: Path | None, *args: str, check: bool = True,
-                  timeout: int = 900, **popen) -> subprocess.CompletedProcess:
+def run_snakemake(
+    workdir: Path, configfile: Path | None, *args: str, check: bool = True, timeout: int = 900, **popen
+) -> subprocess.CompletedProcess:
     cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir)]
     if configfile is not None:
         cmd += ["--configfile", str(configfile)]
     cmd += list(args)
-    proc = subprocess.run(cmd, cwd=workdir, env=snakemake_env(), capture_output=True, text=True,
-                          timeout=timeout, **popen)
+    proc = subprocess.run(
+        cmd, cwd=workdir, env=snakemake_env(), capture_output=True, text=True, timeout=timeout, **popen
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake failed ({proc.returncode}): {' '.join(cmd)}\n"
-                             f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-8000:]}")
+        raise AssertionError(
+            f"snakemake failed ({proc.returncode}): {' '.join(cmd)}\n"
+            f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-8000:]}"
+        )
     return proc
 
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def remove_stale_tmp(final: str | os.PathLike) -> list[Path]:
     for p in final.parent.iterdir():
         if not p.name.startswith(prefix):
             continue
-        suffix = p.name[len(prefix):]
+        suffix = p.name[len(prefix) :]
         if not suffix.isdigit() or int(suffix) == os.getpid() or pid_alive(int(suffix)):
             continue
         try:

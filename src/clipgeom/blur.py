@@ -57,8 +57,14 @@ class BlurSetting:
 
 def _describe(x: np.ndarray) -> dict:
     x = np.asarray(x, np.float64)
-    return {"mean": float(x.mean()), "std": float(x.std(ddof=1)) if x.size > 1 else 0.0,
-            "median": float(np.median(x)), "min": float(x.min()), "max": float(x.max()), "n": int(x.size)}
+    return {
+        "mean": float(x.mean()),
+        "std": float(x.std(ddof=1)) if x.size > 1 else 0.0,
+        "median": float(np.median(x)),
+        "min": float(x.min()),
+        "max": float(x.max()),
+        "n": int(x.size),
+    }
 
 
 def blur_setting(vectors: np.ndarray, name: str = "", centre: np.ndarray | None = None) -> BlurSetting:
@@ -69,8 +75,9 @@ def blur_setting(vectors: np.ndarray, name: str = "", centre: np.ndarray | None 
     far = int(np.argmin(cm))
     keep = np.arange(len(v)) != far
     cf = cosine_to(v[far], v[keep])
-    return BlurSetting(name, np.zeros(v.shape[1]) if centre is None else np.asarray(centre, np.float64), v, m, cm,
-                       far, cf)
+    return BlurSetting(
+        name, np.zeros(v.shape[1]) if centre is None else np.asarray(centre, np.float64), v, m, cm, far, cf
+    )
 
 
 def blur_simulation(n: int = 1000, dim: int = 512, centre=(10.0, 5.0, 5.0), seed: int = 0) -> dict:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from .outputs import write_csv
 from .summary import flatten
@@ -124,14 +124,18 @@ def numeric_columns(columns: Sequence[str], rows: Sequence[Mapping]) -> list[str
             continue
         vals = [r.get(c) for r in rows]
         present = [v for v in vals if v is not None]
-        if present and any(is_number(v) for v in present) and all(
-                is_number(v) or (isinstance(v, float) and not math.isfinite(v)) for v in present):
+        if (
+            present
+            and any(is_number(v) for v in present)
+            and all(is_number(v) or (isinstance(v, float) and not math.isfinite(v)) for v in present)
+        ):
             out.append(c)
     return out
 
 
-def headline_keys(columns: Sequence[str], rows: Sequence[Mapping] | None = None,
-                  patterns: Sequence[str] = HEADLINE_PATTERNS) -> list[str]:
+def headline_keys(
+    columns: Sequence[str], rows: Sequence[Mapping] | None = None, patterns: Sequence[str] = HEADLINE_PATTERNS
+) -> list[str]:
     """The numeric columns matching ``patterns``, in pattern order (each key once)."""
     candidates = numeric_columns(columns, rows) if rows is not None else [c for c in columns if c not in ID_COLUMNS]
     out: list[str] = []

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import copy
 import difflib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import yaml
 from jsonschema import Draft202012Validator, validators
@@ -139,25 +139,32 @@ def check_config(config: dict, *, known_archs: set[str] | None = None, n_shards:
             elif ref == name:
                 problems.append(f"{where}.reference: a dataset cannot be scored against itself")
             elif datasets[ref]["kind"] not in PAIRED_KINDS:
-                problems.append(f"{where}.reference: {ref!r} is an external set (kind "
-                                f"{datasets[ref]['kind']!r}); the reference must hold image-caption pairs")
+                problems.append(
+                    f"{where}.reference: {ref!r} is an external set (kind "
+                    f"{datasets[ref]['kind']!r}); the reference must hold image-caption pairs"
+                )
     for name, m in models.items():
         where = f"models.{name}"
         if not m.get("pretrained"):
-            problems.append(f"{where}.pretrained: no weights given. Name an open_clip tag (e.g. openai) or a "
-                            "checkpoint file; random weights only when asked for, with init_seed (and "
-                            "pretrained: the file to write them to)")
+            problems.append(
+                f"{where}.pretrained: no weights given. Name an open_clip tag (e.g. openai) or a "
+                "checkpoint file; random weights only when asked for, with init_seed (and "
+                "pretrained: the file to write them to)"
+            )
         if m.get("precision", "fp32") != "fp32" and m.get("device") == "cpu":
             problems.append(f"{where}.precision: {m['precision']} needs a GPU, but device is cpu (use fp32)")
         mc = m.get("model_config")
         if mc and Path(mc).stem != m["arch"]:
-            problems.append(f"{where}.model_config: open_clip registers {mc!r} as {Path(mc).stem!r}, "
-                            f"but arch is {m['arch']!r}")
+            problems.append(
+                f"{where}.model_config: open_clip registers {mc!r} as {Path(mc).stem!r}, but arch is {m['arch']!r}"
+            )
         if not mc and known_archs and m["arch"] not in known_archs:
             close = difflib.get_close_matches(m["arch"], sorted(known_archs), n=5, cutoff=0.6)
-            problems.append(f"{where}.arch: open_clip has no architecture {m['arch']!r}"
-                            + (f" (similar: {', '.join(close)})" if close else "")
-                            + "; give model_config: a JSON config for a new one")
+            problems.append(
+                f"{where}.arch: open_clip has no architecture {m['arch']!r}"
+                + (f" (similar: {', '.join(close)})" if close else "")
+                + "; give model_config: a JSON config for a new one"
+            )
     for stage, block in (config.get("stages") or {}).items():
         for key, lo in block.items():
             if key.endswith("_min") and f"{key[:-4]}_max" in block:

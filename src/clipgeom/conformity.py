@@ -22,8 +22,8 @@ memory stays bounded by one chunk plus O(N) output.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -54,7 +54,7 @@ def array_chunks(x: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS, reuse_buff
         if reuse_buffer and x.dtype != np.float64 and x.shape[0]:
             buf = np.empty((min(chunk_rows, x.shape[0]), x.shape[1]), dtype=np.float64)
         for start in range(0, x.shape[0], chunk_rows):
-            block = x[start:start + chunk_rows]
+            block = x[start : start + chunk_rows]
             if buf is None:
                 yield np.asarray(block, dtype=np.float64)
             else:
@@ -253,9 +253,12 @@ def unit_row_identity(unit_mean: np.ndarray, mean: np.ndarray, n: int) -> dict:
     mean = np.asarray(mean, np.float64)
     un, mn = float(np.linalg.norm(unit_mean)), float(np.linalg.norm(mean))
     cos = float(unit_mean @ mean / (un * mn)) if un > 0 and mn > 0 else float("nan")
-    return {"unit_mean_norm": un,
-            "angle_mean_to_unit_mean_deg": float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))),
-            "identity_a": n * un / (n - 1), "identity_b": -1.0 / (n - 1)}
+    return {
+        "unit_mean_norm": un,
+        "angle_mean_to_unit_mean_deg": float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))),
+        "identity_a": n * un / (n - 1),
+        "identity_b": -1.0 / (n - 1),
+    }
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:
@@ -278,7 +281,7 @@ def _shifted_norms(chunk: np.ndarray, alphas: np.ndarray, m: np.ndarray, row_off
     """‖v − α m‖ for every row and α, from ‖v‖², v·m and ‖m‖² (expanded quadratically)."""
     sq = np.einsum("ij,ij->i", chunk, chunk)
     g = chunk @ m
-    sq_shift = sq[:, None] - 2.0 * g[:, None] * alphas[None, :] + (alphas ** 2)[None, :] * (m @ m)
+    sq_shift = sq[:, None] - 2.0 * g[:, None] * alphas[None, :] + (alphas**2)[None, :] * (m @ m)
     norms = np.sqrt(np.maximum(sq_shift, 0.0))
     bad = ~(norms > 0)
     if bad.any():
@@ -287,8 +290,9 @@ def _shifted_norms(chunk: np.ndarray, alphas: np.ndarray, m: np.ndarray, row_off
     return norms, sq_shift
 
 
-def shifted_conformity(x, alphas: Sequence[float], m: np.ndarray | None = None,
-                       chunk_rows: int = DEFAULT_CHUNK_ROWS) -> np.ndarray:
+def shifted_conformity(
+    x, alphas: Sequence[float], m: np.ndarray | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> np.ndarray:
     """Eq. 10 of the shifted set {v_j − α·m} (Eq. 9) for every α, without forming the shifted copies.
 
     With n_j(α) = ‖v_j − α m‖ (from ‖v_j‖², v_j·m, ‖m‖²) and w_j = 1/n_j the
@@ -307,13 +311,13 @@ def shifted_conformity(x, alphas: Sequence[float], m: np.ndarray | None = None,
     for chunk in src():
         chunk = np.asarray(chunk, dtype=np.float64)
         norms, _ = _shifted_norms(chunk, alphas, m, n)
-        w = 1.0 / norms                                       # (c, A)
+        w = 1.0 / norms  # (c, A)
         part = chunk.T @ w - np.outer(m, alphas * w.sum(axis=0))  # (d, A)
         s = part if s is None else s + part
         n += chunk.shape[0]
     if n < 2:
         raise ValueError(f"conformity needs at least 2 vectors in the set, got {n}")
-    ms = m @ s                                                 # (A,)
+    ms = m @ s  # (A,)
     # pass 2: per-chunk conformity for every α
     out = []
     start = 0
@@ -364,13 +368,11 @@ def kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
     return float(np.sum(p[nz] * np.log(p[nz] / q[nz])))
 
 
-def histogram_kl(p_sample: np.ndarray, q_sample: np.ndarray, bins: int = 50,
-                 pseudocount: float = 0.5) -> float:
+def histogram_kl(p_sample: np.ndarray, q_sample: np.ndarray, bins: int = 50, pseudocount: float = 0.5) -> float:
     """KL(P‖Q) between two samples' histograms on shared bins (:func:`shared_bins`) with
     ``pseudocount`` added to every bin of both (:func:`histogram_probs`)."""
     edges = shared_bins(p_sample, q_sample, bins=bins)
-    return kl_divergence(histogram_probs(p_sample, edges, pseudocount),
-                         histogram_probs(q_sample, edges, pseudocount))
+    return kl_divergence(histogram_probs(p_sample, edges, pseudocount), histogram_probs(q_sample, edges, pseudocount))
 
 
 def alpha_grid(start: float = -1.0, stop: float = 1.0, step: float = 0.1) -> np.ndarray:
@@ -383,7 +385,8 @@ def alpha_grid(start: float = -1.0, stop: float = 1.0, step: float = 0.1) -> np.
     return np.round(start + step * np.arange(n), 10) + 0.0
 
 
-def kl_curve(image_conf_by_alpha: np.ndarray, text_conf: np.ndarray, bins: int = 50,
-             pseudocount: float = 0.5) -> np.ndarray:
+def kl_curve(
+    image_conf_by_alpha: np.ndarray, text_conf: np.ndarray, bins: int = 50, pseudocount: float = 0.5
+) -> np.ndarray:
     """KL(image(α) ‖ text) for each row of ``image_conf_by_alpha`` (Fig. 11); bins shared per α."""
     return np.array([histogram_kl(row, text_conf, bins, pseudocount) for row in image_conf_by_alpha])

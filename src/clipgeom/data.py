@@ -45,8 +45,8 @@ import shutil
 import urllib.request
 import zipfile
 from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 from .imagesource import BadImageError, ImageSource, UnsafePathError, safe_relpath
 
@@ -91,14 +91,14 @@ def _read_utf8_bytes(path: Path) -> bytes:
     data = path.read_bytes()
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise DataError(f"{path}: file is UTF-16/UTF-32 encoded; save it as UTF-8")
-    return data[len(_BOM):] if data.startswith(_BOM) else data
+    return data[len(_BOM) :] if data.startswith(_BOM) else data
 
 
 def _utf8_error(path: Path, data: bytes, e: UnicodeDecodeError, base: int = 0) -> str:
     """``path:line: not valid UTF-8 (byte offset N: b'\\xe9')`` for a decode error at ``base + e.start``."""
     off = base + e.start
     line = data.count(b"\n", 0, off) + 1
-    return f"{path}:{line}: not valid UTF-8 (byte offset {off}: {data[off:off + 1]!r}); save the file as UTF-8"
+    return f"{path}:{line}: not valid UTF-8 (byte offset {off}: {data[off : off + 1]!r}); save the file as UTF-8"
 
 
 def _decode_all(path: Path) -> str:
@@ -123,8 +123,11 @@ def _lines(path: Path, bad: Callable[[int, str], None]) -> Iterator[tuple[int, s
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            bad(n, f"not valid UTF-8 (byte offset {start + e.start}: {raw[e.start:e.start + 1]!r}); "
-                   f"save the file as UTF-8")
+            bad(
+                n,
+                f"not valid UTF-8 (byte offset {start + e.start}: {raw[e.start : e.start + 1]!r}); "
+                f"save the file as UTF-8",
+            )
             yield n, None
             continue
         line = line[:-1] if line.endswith("\r") else line
@@ -164,16 +167,26 @@ def read_coco_captions(path: str | os.PathLike) -> tuple[list[dict], list[dict]]
             raise DataError(f"{path}: {where} lacks 'id' or 'file_name'")
         if not isinstance(im["file_name"], str):
             raise DataError(f"{path}: {where}: 'file_name' is not a string (got {_type_name(im['file_name'])})")
-        images.append({"id": _coco_id(im["id"], path, where, "id"), "file": im["file_name"],
-                       "_src": {"file": str(path), "row": where}})
+        images.append(
+            {
+                "id": _coco_id(im["id"], path, where, "id"),
+                "file": im["file_name"],
+                "_src": {"file": str(path), "row": where},
+            }
+        )
     captions = []
     for i, an in enumerate(data["annotations"]):
         where = f"annotations[{i}]"
         if not isinstance(an, dict) or not {"id", "image_id", "caption"} <= set(an):
             raise DataError(f"{path}: {where} lacks 'id', 'image_id' or 'caption'")
-        captions.append({"id": _coco_id(an["id"], path, where, "id"),
-                         "image_id": _coco_id(an["image_id"], path, where, "image_id"),
-                         "caption": an["caption"], "_src": {"file": str(path), "row": where}})
+        captions.append(
+            {
+                "id": _coco_id(an["id"], path, where, "id"),
+                "image_id": _coco_id(an["image_id"], path, where, "image_id"),
+                "caption": an["caption"],
+                "_src": {"file": str(path), "row": where},
+            }
+        )
     return images, captions
 
 
@@ -194,8 +207,10 @@ def _csv_rows(path: Path, delimiter: str, bad: Callable[[int, str], None]) -> It
         except StopIteration:
             break
         except csv.Error as e:
-            raise DataError(f"{path}:{start}: cannot parse this row ({e}); a '\"' opened in a field must be "
-                            f"closed, and a field with a delimiter or newline must be quoted") from None
+            raise DataError(
+                f"{path}:{start}: cannot parse this row ({e}); a '\"' opened in a field must be "
+                f"closed, and a field with a delimiter or newline must be quoted"
+            ) from None
         line, start = start, reader.line_num + 1
         if not rec or all(not f.strip() for f in rec):
             continue
@@ -216,12 +231,15 @@ def _csv_rows(path: Path, delimiter: str, bad: Callable[[int, str], None]) -> It
             yield line, None
             continue
         if len(rec) != len(header):
-            hint = ("; an unquoted comma in a caption? put the field in double quotes"
-                    if len(rec) > len(header) and delimiter == "," else "")
+            hint = (
+                "; an unquoted comma in a caption? put the field in double quotes"
+                if len(rec) > len(header) and delimiter == ","
+                else ""
+            )
             bad(line, f"{len(rec)} fields, but the header has {len(header)} ({', '.join(header)}){hint}")
             yield line, None
             continue
-        yield line, dict(zip(header, rec))
+        yield line, dict(zip(header, rec, strict=False))
 
 
 def _jsonl_rows(path: Path, bad: Callable[[int, str], None]) -> Iterator[tuple[int, dict]]:
@@ -273,8 +291,9 @@ def _table_id(v) -> str | None:
     return s or None
 
 
-def read_caption_table(path: str | os.PathLike, need_image: bool = True, *,
-                       reject: Callable | None = None) -> tuple[list[dict], list[dict]]:
+def read_caption_table(
+    path: str | os.PathLike, need_image: bool = True, *, reject: Callable | None = None
+) -> tuple[list[dict], list[dict]]:
     """Images and captions of a generic captions table.
 
     Columns: ``image`` (file name relative to the image root; required when ``need_image``),
@@ -310,10 +329,12 @@ def read_caption_table(path: str | os.PathLike, need_image: bool = True, *,
     with_cid = [r for r in rows if r[3] is not None]
     if with_cid and len(with_cid) != len(rows):
         first = next(r for r in rows if r[3] is None)
-        raise DataError(f"{path}:{first[1]}: this row has no caption_id, but other rows have one "
-                        f"(give every row a caption_id, or none)")
+        raise DataError(
+            f"{path}:{first[1]}: this row has no caption_id, but other rows have one "
+            f"(give every row a caption_id, or none)"
+        )
 
-    images: "OrderedDict[str, dict]" = OrderedDict()
+    images: OrderedDict[str, dict] = OrderedDict()
     captions = []
     for index, line, row, cid in rows:
         src = {"file": str(path), "row": line}
@@ -341,11 +362,17 @@ def read_caption_table(path: str | os.PathLike, need_image: bool = True, *,
             if prev is None:
                 images[file] = {"id": image_id, "file": file, "_src": src}
             elif prev["id"] != image_id:
-                bad(line, f"image {file} has two ids: {prev['id']!r} (line {prev['_src']['row']}) "
-                          f"and {image_id!r}")
+                bad(line, f"image {file} has two ids: {prev['id']!r} (line {prev['_src']['row']}) and {image_id!r}")
                 continue
-        captions.append({"id": cid if cid is not None else str(index), "image_id": image_id,
-                         "caption": row["caption"], "_file": file, "_src": src})
+        captions.append(
+            {
+                "id": cid if cid is not None else str(index),
+                "image_id": image_id,
+                "caption": row["caption"],
+                "_file": file,
+                "_src": src,
+            }
+        )
     return list(images.values()), captions
 
 
@@ -402,7 +429,7 @@ def build_manifest(
     require_captions: bool = True,
     require_images: bool = True,
     source: dict | None = None,
-    rejects: "_Rejects | None" = None,
+    rejects: _Rejects | None = None,
 ) -> dict:
     """Check images and captions against each other and the image files; return the manifest.
 
@@ -471,13 +498,20 @@ def build_manifest(
             if c.get("_file") is not None:
                 target = kept_by_file.get(c["_file"])
                 if target is None:
-                    reject("caption", c["id"], f"its image {c['_file']} was rejected: "
-                           f"{rejected_why.get(c['_file'], 'not in the dataset')}", where)
+                    reject(
+                        "caption",
+                        c["id"],
+                        f"its image {c['_file']} was rejected: {rejected_why.get(c['_file'], 'not in the dataset')}",
+                        where,
+                    )
                     continue
                 image_id = target["id"]
             elif image_id not in image_ids:
-                why = ("its image was rejected" if image_id in all_image_ids
-                       else f"its image id {image_id!r} is not in the dataset")
+                why = (
+                    "its image was rejected"
+                    if image_id in all_image_ids
+                    else f"its image id {image_id!r} is not in the dataset"
+                )
                 reject("caption", c["id"], why, where)
                 continue
         if captions_per_image is not None and image_id is not None:
@@ -491,8 +525,7 @@ def build_manifest(
         final_images = []
         for im in kept_images:
             if per_image[im["id"]] == 0:
-                reject("image", im["id"], f"image has no captions ({im['file']})",
-                       first_of_id[im["id"]].get("_src"))
+                reject("image", im["id"], f"image has no captions ({im['file']})", first_of_id[im["id"]].get("_src"))
                 continue
             final_images.append(im)
         kept_images = final_images
@@ -502,15 +535,26 @@ def build_manifest(
         reasons = "; ".join(f"{r['kind']} {r['item']!r}: {r['reason']}" for r in reject.items[:_FIRST_REASONS])
         raise DataError(
             f"dataset {dataset!r}: nothing left to embed: {len(images)} images and {len(captions)} captions "
-            f"in the source, {len(reject.items)} items rejected" + (f"; first: {reasons}" if reasons else ""))
+            f"in the source, {len(reject.items)} items rejected" + (f"; first: {reasons}" if reasons else "")
+        )
 
     counts = {
-        "images": len(kept_images), "captions": len(kept_caps),
-        "images_in_source": len(images), "captions_in_source": len(captions),
-        "rejected": len(reject.items), "captions_beyond_k": n_trimmed,
+        "images": len(kept_images),
+        "captions": len(kept_caps),
+        "images_in_source": len(images),
+        "captions_in_source": len(captions),
+        "rejected": len(reject.items),
+        "captions_beyond_k": n_trimmed,
     }
-    log.info("dataset %r: %d images, %d captions kept; %d rejected; %d captions beyond k=%s dropped",
-             dataset, counts["images"], counts["captions"], counts["rejected"], n_trimmed, captions_per_image)
+    log.info(
+        "dataset %r: %d images, %d captions kept; %d rejected; %d captions beyond k=%s dropped",
+        dataset,
+        counts["images"],
+        counts["captions"],
+        counts["rejected"],
+        n_trimmed,
+        captions_per_image,
+    )
     return {
         "dataset": dataset,
         "source": source or {},
@@ -543,27 +587,62 @@ def _manifest_for(dataset: str, cfg: dict, demo_root: str | os.PathLike | None) 
     reject = _Rejects(policy, dataset)
     if kind == "coco":
         images, captions = read_coco_captions(cfg["captions"])
-        source = {"captions": cfg["captions"], "captions_sha256": sha256_file(cfg["captions"]),
-                  "images": cfg["images"]}
-        return build_manifest(dataset, images, captions, image_root=cfg["images"], policy=policy,
-                              captions_per_image=k, source=source, rejects=reject)
+        source = {"captions": cfg["captions"], "captions_sha256": sha256_file(cfg["captions"]), "images": cfg["images"]}
+        return build_manifest(
+            dataset,
+            images,
+            captions,
+            image_root=cfg["images"],
+            policy=policy,
+            captions_per_image=k,
+            source=source,
+            rejects=reject,
+        )
     if kind in ("folder", "demo"):
         captions_path = cfg["captions"] if kind == "folder" else Path(demo_root) / "captions.jsonl"
         image_root = cfg["images"] if kind == "folder" else Path(demo_root) / "images"
         images, captions = read_caption_table(captions_path, reject=reject)
-        source = {"captions": str(captions_path), "captions_sha256": sha256_file(captions_path),
-                  "images": str(image_root)}
-        return build_manifest(dataset, images, captions, image_root=image_root, policy=policy,
-                              captions_per_image=k, source=source, rejects=reject)
+        source = {
+            "captions": str(captions_path),
+            "captions_sha256": sha256_file(captions_path),
+            "images": str(image_root),
+        }
+        return build_manifest(
+            dataset,
+            images,
+            captions,
+            image_root=image_root,
+            policy=policy,
+            captions_per_image=k,
+            source=source,
+            rejects=reject,
+        )
     if kind == "images":
         images = list_image_folder(cfg["images"])
-        return build_manifest(dataset, images, [], image_root=cfg["images"], policy=policy,
-                              require_captions=False, source={"images": cfg["images"]}, rejects=reject)
+        return build_manifest(
+            dataset,
+            images,
+            [],
+            image_root=cfg["images"],
+            policy=policy,
+            require_captions=False,
+            source={"images": cfg["images"]},
+            rejects=reject,
+        )
     if kind == "captions":
         _, captions = read_caption_table(cfg["captions"], need_image=False, reject=reject)
         source = {"captions": cfg["captions"], "captions_sha256": sha256_file(cfg["captions"])}
-        return build_manifest(dataset, [], captions, image_root=None, policy=policy,
-                              require_images=False, require_captions=False, source=source, rejects=reject)
+        return build_manifest(
+            dataset,
+            [],
+            captions,
+            image_root=None,
+            policy=policy,
+            require_images=False,
+            require_captions=False,
+            source=source,
+            rejects=reject,
+        )
     raise DataError(f"dataset {dataset!r}: kind {kind!r} has no manifest (imported embeddings?)")
 
 
@@ -608,8 +687,9 @@ def download(url: str, dest: str | os.PathLike, what: str) -> Path:
     return dest
 
 
-def download_coco(images_url: str, annotations_url: str, member: str,
-                  captions_out: str | os.PathLike, images_out: str | os.PathLike) -> None:
+def download_coco(
+    images_url: str, annotations_url: str, member: str, captions_out: str | os.PathLike, images_out: str | os.PathLike
+) -> None:
     """Fetch COCO's official archives: the captions JSON (extracted) and the images zip (kept zipped)."""
     captions_out, images_out = Path(captions_out), Path(images_out)
     if not captions_out.exists():

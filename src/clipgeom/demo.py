@@ -14,8 +14,14 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 COLOURS = {
-    "red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (235, 210, 40),
-    "purple": (140, 60, 180), "orange": (240, 140, 30), "black": (20, 20, 20), "white": (245, 245, 245),
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (40, 80, 220),
+    "yellow": (235, 210, 40),
+    "purple": (140, 60, 180),
+    "orange": (240, 140, 30),
+    "black": (20, 20, 20),
+    "white": (245, 245, 245),
 }
 SHAPES = ("circle", "square", "triangle", "cross")
 TEMPLATES = (
@@ -40,8 +46,9 @@ def _draw(draw: ImageDraw.ImageDraw, shape: str, box, colour):
         draw.rectangle((x0, y0 + w, x1, y1 - w), fill=colour)
 
 
-def make_demo_dataset(out_dir: str | os.PathLike, n_images: int = 96, captions_per_image: int = 2,
-                      image_size: int = 64, seed: int = 0) -> dict:
+def make_demo_dataset(
+    out_dir: str | os.PathLike, n_images: int = 96, captions_per_image: int = 2, image_size: int = 64, seed: int = 0
+) -> dict:
     """Write ``images/demo_NNNNN.png`` and ``captions.jsonl`` under ``out_dir``; return counts."""
     rng = np.random.default_rng(seed)
     out = Path(out_dir)
@@ -67,8 +74,14 @@ def make_demo_dataset(out_dir: str | os.PathLike, n_images: int = 96, captions_p
         img.save(out / "images" / file)
         order = rng.permutation(len(TEMPLATES))[:captions_per_image]
         for t in order:
-            rows.append({"image": file, "image_id": i, "caption_id": len(rows),
-                         "caption": TEMPLATES[t].format(size=size, colour=colour, shape=shape, bg=bg)})
+            rows.append(
+                {
+                    "image": file,
+                    "image_id": i,
+                    "caption_id": len(rows),
+                    "caption": TEMPLATES[t].format(size=size, colour=colour, shape=shape, bg=bg),
+                }
+            )
     tmp = out / ".captions.jsonl.tmp"
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
     os.replace(tmp, out / "captions.jsonl")

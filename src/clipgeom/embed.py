@@ -26,8 +26,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .data import manifest_checksum, sha256_file, shard_slice
 from .atomic import atomic_path
+from .data import manifest_checksum, sha256_file, shard_slice
 from .h5io import Embeddings, attr_value, bad_rows, write_embeddings
 from .imagesource import BadImageError, ImageSource, sha256_hex
 
@@ -35,9 +35,19 @@ log = logging.getLogger(__name__)
 
 # Provenance attributes that must agree across the shards of one embeddings file.
 PROVENANCE_KEYS = (
-    "model", "arch", "pretrained", "checkpoint_sha256", "precision", "device_type",
-    "open_clip_version", "torch_version", "manifest_checksum", "n_shards", "embed_dim",
-    "logit_scale", "dataset",
+    "model",
+    "arch",
+    "pretrained",
+    "checkpoint_sha256",
+    "precision",
+    "device_type",
+    "open_clip_version",
+    "torch_version",
+    "manifest_checksum",
+    "n_shards",
+    "embed_dim",
+    "logit_scale",
+    "dataset",
 )
 
 
@@ -54,14 +64,17 @@ def resolve_device(device: str) -> str:
     if device == "cuda" and not torch.cuda.is_available():
         build = torch.version.cuda
         if build is None:
-            hint = ("this torch is a CPU-only build: install a CUDA build of torch "
-                    "(see envs/) or set device: cpu")
+            hint = "this torch is a CPU-only build: install a CUDA build of torch (see envs/) or set device: cpu"
         else:
-            hint = (f"this torch is built for CUDA {build}, so check that the job was given a GPU "
-                    "(CUDA_VISIBLE_DEVICES, the scheduler's gpu resource), that nvidia-smi works and that "
-                    f"the NVIDIA driver supports CUDA {build}; or set device: cpu")
-        raise ModelLoadError(f"device 'cuda' requested but torch {torch.__version__} "
-                             f"(torch.version.cuda={build}) sees no CUDA device: {hint}")
+            hint = (
+                f"this torch is built for CUDA {build}, so check that the job was given a GPU "
+                "(CUDA_VISIBLE_DEVICES, the scheduler's gpu resource), that nvidia-smi works and that "
+                f"the NVIDIA driver supports CUDA {build}; or set device: cpu"
+            )
+        raise ModelLoadError(
+            f"device 'cuda' requested but torch {torch.__version__} "
+            f"(torch.version.cuda={build}) sees no CUDA device: {hint}"
+        )
     return device
 
 
@@ -129,26 +142,33 @@ def check_checkpoint(path: str | os.PathLike) -> None:
                 raise ModelLoadError(
                     f"checkpoint {path}: refused: it holds Python objects other than tensors, which only an "
                     f"unsafe (code-running) load could build ({what}). It was loaded weights-only, so nothing "
-                    "in it ran; use a plain state dict of tensors") from None
+                    "in it ran; use a plain state dict of tensors"
+                ) from None
             detail = next((ln.strip() for ln in msg.splitlines() if ln.strip().startswith("Unsupported")), "")
-            raise ModelLoadError(f"checkpoint {path}: not a PyTorch checkpoint: weights-only loading failed"
-                                 f"{' (' + detail + ')' if detail else ''}; it is not a state dict saved with "
-                                 "torch.save (or it holds objects other than tensors)") from None
+            raise ModelLoadError(
+                f"checkpoint {path}: not a PyTorch checkpoint: weights-only loading failed"
+                f"{' (' + detail + ')' if detail else ''}; it is not a state dict saved with "
+                "torch.save (or it holds objects other than tensors)"
+            ) from None
         except Exception as e:  # EOFError, KeyError, RuntimeError (bad zip), ... from a file that is no checkpoint
-            raise ModelLoadError(f"checkpoint {path}: not a PyTorch checkpoint ({type(e).__name__}: {e}); "
-                                 "expected a state dict saved with torch.save") from None
+            raise ModelLoadError(
+                f"checkpoint {path}: not a PyTorch checkpoint ({type(e).__name__}: {e}); "
+                "expected a state dict saved with torch.save"
+            ) from None
     if isinstance(ckpt, dict) and "state_dict" in ckpt:
         ckpt = ckpt["state_dict"]
     if not isinstance(ckpt, dict):
-        raise ModelLoadError(f"checkpoint {path}: holds a {type(ckpt).__name__}, not a state dict "
-                             "(a dict of parameter name -> tensor)")
+        raise ModelLoadError(
+            f"checkpoint {path}: holds a {type(ckpt).__name__}, not a state dict (a dict of parameter name -> tensor)"
+        )
     n_tensors = sum(isinstance(v, torch.Tensor) for v in ckpt.values())
     if not n_tensors:
         raise ModelLoadError(f"checkpoint {path}: the state dict is empty (no tensors; {len(ckpt)} entries)")
 
 
-def load_model(arch: str, pretrained: str | None, model_config: str | None = None,
-               precision: str = "fp32", device: str = "auto"):
+def load_model(
+    arch: str, pretrained: str | None, model_config: str | None = None, precision: str = "fp32", device: str = "auto"
+):
     """(model, preprocess, tokenizer, info) for an open_clip model, in eval mode.
 
     ``pretrained`` is required: an open_clip pretrained tag or a checkpoint file (loaded
@@ -162,7 +182,8 @@ def load_model(arch: str, pretrained: str | None, model_config: str | None = Non
         raise ModelLoadError(
             f"model {arch!r}: no pretrained weights given (pretrained={pretrained!r}); set pretrained to an "
             "open_clip tag or a checkpoint file. Random weights are only made on purpose: set init_seed "
-            "and a pretrained file path, and the workflow writes a seeded random checkpoint there")
+            "and a pretrained file path, and the workflow writes a seeded random checkpoint there"
+        )
     pretrained = str(pretrained)
     register_model_config(model_config)
     device = resolve_device(device)
@@ -170,44 +191,57 @@ def load_model(arch: str, pretrained: str | None, model_config: str | None = Non
         raise ValueError(f"precision {precision} needs a GPU; use fp32 on CPU")
     info = {"arch": arch, "pretrained": pretrained, "checkpoint_sha256": "none"}
     is_file = Path(pretrained).is_file()
-    if not is_file and (Path(pretrained).suffix.lower() in CHECKPOINT_SUFFIXES or os.sep in pretrained) \
-            and not pretrained.startswith("hf-hub:"):
+    if (
+        not is_file
+        and (Path(pretrained).suffix.lower() in CHECKPOINT_SUFFIXES or os.sep in pretrained)
+        and not pretrained.startswith("hf-hub:")
+    ):
         raise ModelLoadError(f"model {arch!r}: checkpoint file not found: {pretrained}")
     if is_file:
         check_checkpoint(pretrained)
         info["checkpoint_sha256"] = sha256_file(pretrained)
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
-            arch, pretrained=pretrained, device=device, weights_only=True,
+            arch,
+            pretrained=pretrained,
+            device=device,
+            weights_only=True,
             precision="fp32",  # weights stay fp32; fp16/bf16 run under autocast
         )
     except RuntimeError as e:
         msg = str(e)
         if is_file and ("state_dict" in msg or "size mismatch" in msg or "Missing key" in msg):
             first = "; ".join(ln.strip() for ln in msg.splitlines()[:4] if ln.strip())
-            raise ModelLoadError(f"checkpoint {pretrained}: its state dict does not fit architecture {arch!r} "
-                                 f"(a checkpoint of another model?): {first[:600]}") from None
+            raise ModelLoadError(
+                f"checkpoint {pretrained}: its state dict does not fit architecture {arch!r} "
+                f"(a checkpoint of another model?): {first[:600]}"
+            ) from None
         if not is_file:
-            raise ModelLoadError(f"model {arch!r}: pretrained {pretrained!r} is neither a file nor weights "
-                                 f"open_clip can fetch ({msg.splitlines()[0] if msg else type(e).__name__}); "
-                                 "offline runs need the weights in the cache or a local file") from e
+            raise ModelLoadError(
+                f"model {arch!r}: pretrained {pretrained!r} is neither a file nor weights "
+                f"open_clip can fetch ({msg.splitlines()[0] if msg else type(e).__name__}); "
+                "offline runs need the weights in the cache or a local file"
+            ) from e
         raise
     except (KeyError, StopIteration, ValueError) as e:
         if is_file:
-            raise ModelLoadError(f"checkpoint {pretrained}: cannot be loaded into architecture {arch!r} "
-                                 f"({type(e).__name__}: {e})") from None
+            raise ModelLoadError(
+                f"checkpoint {pretrained}: cannot be loaded into architecture {arch!r} ({type(e).__name__}: {e})"
+            ) from None
         raise
     model.eval()
     tokenizer = open_clip.get_tokenizer(arch)
-    info.update({
-        "device": device,
-        "device_type": device,
-        "device_name": torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or "cpu",
-        "precision": precision,
-        "logit_scale": float(model.logit_scale.exp().item()),
-        "open_clip_version": open_clip.__version__,
-        "torch_version": torch.__version__,
-    })
+    info.update(
+        {
+            "device": device,
+            "device_type": device,
+            "device_name": torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or "cpu",
+            "precision": precision,
+            "logit_scale": float(model.logit_scale.exp().item()),
+            "open_clip_version": open_clip.__version__,
+            "torch_version": torch.__version__,
+        }
+    )
     return model, preprocess, tokenizer, info
 
 
@@ -252,8 +286,9 @@ class _Rate:
     def __init__(self, total: int, unit: str, stream):
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, unit=unit, file=stream, mininterval=2.0, dynamic_ncols=False,
-                        ascii=True, desc=f"embed {unit}s")
+        self.bar = tqdm(
+            total=total, unit=unit, file=stream, mininterval=2.0, dynamic_ncols=False, ascii=True, desc=f"embed {unit}s"
+        )
         self.t0 = time.perf_counter()
         self.n = 0
 
@@ -278,16 +313,24 @@ def _autocast(device: str, precision: str):
     return torch.autocast(device_type=device, dtype=dtype)
 
 
-def embed_images(model, preprocess, info, image_root, files, rows, *, batch_size=64, workers=2,
-                 skip_bad=False, progress=None):
+def embed_images(
+    model, preprocess, info, image_root, files, rows, *, batch_size=64, workers=2, skip_bad=False, progress=None
+):
     """Raw image embeddings (float32) of `files`; returns (embeddings, kept rows, sha256s, rejects)."""
     import torch
     from torch.utils.data import DataLoader
 
     ds = ManifestImages(image_root, files, rows, preprocess, skip_bad)
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers,
-                        collate_fn=_collate, pin_memory=info["device"] == "cuda",
-                        persistent_workers=False, prefetch_factor=4 if workers else None)
+    loader = DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=info["device"] == "cuda",
+        persistent_workers=False,
+        prefetch_factor=4 if workers else None,
+    )
     out, kept, shas, rejects = [], [], [], []
     bar = _Rate(len(ds), "image", progress or sys.stderr)
     with torch.inference_mode(), _autocast(info["device"], info["precision"]):
@@ -313,7 +356,7 @@ def embed_texts(model, tokenizer, info, captions: list[str], *, batch_size=256, 
     bar = _Rate(len(captions), "text", progress or sys.stderr)
     with torch.inference_mode(), _autocast(info["device"], info["precision"]):
         for s in range(0, len(captions), batch_size):
-            tokens = tokenizer(captions[s:s + batch_size]).to(info["device"])
+            tokens = tokenizer(captions[s : s + batch_size]).to(info["device"])
             out.append(model.encode_text(tokens, normalize=False).float().cpu().numpy())
             bar.update(min(batch_size, len(captions) - s))
     rate = bar.close()
@@ -322,13 +365,29 @@ def embed_texts(model, tokenizer, info, captions: list[str], *, batch_size=256, 
 
 
 def _embed_dim(model) -> int:
-    return int(model.text_projection.shape[1] if getattr(model, "text_projection", None) is not None
-               else model.visual.output_dim)
+    return int(
+        model.text_projection.shape[1]
+        if getattr(model, "text_projection", None) is not None
+        else model.visual.output_dim
+    )
 
 
 # ----------------------------------------------------------------------------- shards
-def embed_shard(manifest: dict, image_root, model_cfg: dict, model_name: str, shard: int, n_shards: int,
-                out_path, *, batch_size=64, text_batch_size=256, workers=2, threads=None, progress=None) -> dict:
+def embed_shard(
+    manifest: dict,
+    image_root,
+    model_cfg: dict,
+    model_name: str,
+    shard: int,
+    n_shards: int,
+    out_path,
+    *,
+    batch_size=64,
+    text_batch_size=256,
+    workers=2,
+    threads=None,
+    progress=None,
+) -> dict:
     """Embed shard `shard` (1-based) of `n_shards` and write it to `out_path` atomically."""
     import torch
 
@@ -338,35 +397,72 @@ def embed_shard(manifest: dict, image_root, model_cfg: dict, model_name: str, sh
         confine(int(threads))  # torch, OpenMP, BLAS (and DataLoader workers' torch) on the job's threads
     torch.manual_seed(0)
     model, preprocess, tokenizer, info = load_model(
-        model_cfg["arch"], model_cfg.get("pretrained"), model_cfg.get("model_config"),
-        model_cfg.get("precision", "fp32"), model_cfg.get("device", "auto"))
+        model_cfg["arch"],
+        model_cfg.get("pretrained"),
+        model_cfg.get("model_config"),
+        model_cfg.get("precision", "fp32"),
+        model_cfg.get("device", "auto"),
+    )
     images, captions = manifest["images"], manifest["captions"]
     isl = shard_slice(len(images), shard, n_shards)
     tsl = shard_slice(len(captions), shard, n_shards)
     skip_bad = manifest.get("policy") == "skip"
     rows = list(range(len(images)))[isl]
     files = [images[r]["file"] for r in rows]
-    log.info("shard %d/%d: %d images (rows %d:%d), %d captions (rows %d:%d) on %s, %s",
-             shard, n_shards, len(rows), isl.start, isl.stop, tsl.stop - tsl.start, tsl.start, tsl.stop,
-             info["device"], info["precision"])
+    log.info(
+        "shard %d/%d: %d images (rows %d:%d), %d captions (rows %d:%d) on %s, %s",
+        shard,
+        n_shards,
+        len(rows),
+        isl.start,
+        isl.stop,
+        tsl.stop - tsl.start,
+        tsl.start,
+        tsl.stop,
+        info["device"],
+        info["precision"],
+    )
     if rows:
         img, kept, shas, rejects, img_rate = embed_images(
-            model, preprocess, info, image_root, files, rows, batch_size=batch_size, workers=workers,
-            skip_bad=skip_bad, progress=progress)
+            model,
+            preprocess,
+            info,
+            image_root,
+            files,
+            rows,
+            batch_size=batch_size,
+            workers=workers,
+            skip_bad=skip_bad,
+            progress=progress,
+        )
     else:
         img, kept, shas, rejects, img_rate = np.zeros((0, _embed_dim(model)), np.float32), [], [], [], float("nan")
     for row, why in rejects:
         log.warning("skipped image id %r: %s", images[row]["id"], why)
-    txt, txt_rate = embed_texts(model, tokenizer, info, [c["caption"] for c in captions[tsl]],
-                                batch_size=text_batch_size, progress=progress)
-    log.info("shard %d/%d done: %.1f images/s, %.1f texts/s, %d images rejected",
-             shard, n_shards, img_rate, txt_rate, len(rejects))
+    txt, txt_rate = embed_texts(
+        model, tokenizer, info, [c["caption"] for c in captions[tsl]], batch_size=text_batch_size, progress=progress
+    )
+    log.info(
+        "shard %d/%d done: %.1f images/s, %.1f texts/s, %d images rejected",
+        shard,
+        n_shards,
+        img_rate,
+        txt_rate,
+        len(rejects),
+    )
     attrs = dict(info)
-    attrs.update({
-        "model": model_name, "dataset": manifest["dataset"], "manifest_checksum": manifest_checksum(manifest),
-        "n_shards": n_shards, "shard": shard, "embed_dim": int(img.shape[1] if img.size else txt.shape[1]),
-        "images_per_s": img_rate, "texts_per_s": txt_rate,
-    })
+    attrs.update(
+        {
+            "model": model_name,
+            "dataset": manifest["dataset"],
+            "manifest_checksum": manifest_checksum(manifest),
+            "n_shards": n_shards,
+            "shard": shard,
+            "embed_dim": int(img.shape[1] if img.size else txt.shape[1]),
+            "images_per_s": img_rate,
+            "texts_per_s": txt_rate,
+        }
+    )
     kept_arr = np.asarray(kept, dtype=np.int64)
     txt_rows = np.arange(tsl.start, tsl.stop, dtype=np.int64)
     img = img.reshape(-1, attrs["embed_dim"]).astype(np.float32, copy=False)
@@ -381,8 +477,9 @@ def embed_shard(manifest: dict, image_root, model_cfg: dict, model_name: str, sh
             f.create_dataset("text/row", data=txt_rows)
             f.attrs["image_rows"] = json.dumps([isl.start, isl.stop])
             f.attrs["text_rows"] = json.dumps([tsl.start, tsl.stop])
-            f.attrs["rejects"] = json.dumps([{"kind": "image", "item": images[r]["id"], "reason": w,
-                                              "stage": "embed_shard"} for r, w in rejects])
+            f.attrs["rejects"] = json.dumps(
+                [{"kind": "image", "item": images[r]["id"], "reason": w, "stage": "embed_shard"} for r, w in rejects]
+            )
             for k, v in attrs.items():
                 f.attrs[k] = attr_value(v)
     return attrs
@@ -392,8 +489,12 @@ def shard_checksum(image: np.ndarray, image_rows, image_sha256, text: np.ndarray
     """sha256 over a shard's content: both embedding arrays (float32 bytes, with their shapes), the
     manifest rows they belong to and the image files' sha256s. Stored as the ``content_sha256`` attr."""
     h = hashlib.sha256()
-    for arr in (np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(image_rows, dtype=np.int64),
-                np.ascontiguousarray(text, dtype=np.float32), np.ascontiguousarray(text_rows, dtype=np.int64)):
+    for arr in (
+        np.ascontiguousarray(image, dtype=np.float32),
+        np.ascontiguousarray(image_rows, dtype=np.int64),
+        np.ascontiguousarray(text, dtype=np.float32),
+        np.ascontiguousarray(text_rows, dtype=np.int64),
+    ):
         h.update(repr(arr.shape).encode())
         h.update(arr.tobytes())
     h.update("\n".join(x.decode() if isinstance(x, bytes) else str(x) for x in image_sha256).encode())
@@ -421,9 +522,12 @@ def _remove_bad_shard(p: Path, why: str, cause: Exception | None = None) -> Merg
     except OSError:
         removed = False
     log.error("shard %s: %s; %s", p, why, "removed, the next run re-embeds it" if removed else "could not remove it")
-    return MergeError(f"shard {p}: {why}; " + ("the shard was removed, so the next run re-embeds it"
-                                               if removed else "remove it and rerun to re-embed it"),
-                      shard=p, removed=removed)
+    return MergeError(
+        f"shard {p}: {why}; "
+        + ("the shard was removed, so the next run re-embeds it" if removed else "remove it and rerun to re-embed it"),
+        shard=p,
+        removed=removed,
+    )
 
 
 def _read_shard(p: Path) -> dict:
@@ -433,9 +537,11 @@ def _read_shard(p: Path) -> dict:
             attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
             out = {
                 "attrs": attrs,
-                "image": f["image/embedding"][()], "image_row": f["image/row"][()],
+                "image": f["image/embedding"][()],
+                "image_row": f["image/row"][()],
                 "sha256": [x.decode() if isinstance(x, bytes) else x for x in f["image/sha256"][()]],
-                "text": f["text/embedding"][()], "text_row": f["text/row"][()],
+                "text": f["text/embedding"][()],
+                "text_row": f["text/row"][()],
             }
             for key in ("n_shards", "image_rows", "text_rows", "rejects", "manifest_checksum"):
                 if key not in attrs:
@@ -450,8 +556,11 @@ def _read_shard(p: Path) -> dict:
     except (TypeError, ValueError) as e:
         raise _remove_bad_shard(p, f"content cannot be checked ({e})") from None
     if got != want:
-        raise _remove_bad_shard(p, f"content checksum mismatch (content_sha256 {want[:12]}..., content hashes "
-                                   f"to {got[:12]}...): the shard was changed after embed_shard wrote it")
+        raise _remove_bad_shard(
+            p,
+            f"content checksum mismatch (content_sha256 {want[:12]}..., content hashes "
+            f"to {got[:12]}...): the shard was changed after embed_shard wrote it",
+        )
     return out
 
 
@@ -481,18 +590,24 @@ def merge_shards(manifest: dict, shard_paths: list, out_path) -> Embeddings:
         if first is None:
             first = (p, attrs)
             if attrs["n_shards"] != len(shard_paths):
-                raise MergeError(f"{p}: written as one of {attrs['n_shards']} shards, "
-                                 f"but {len(shard_paths)} shards were given", shard=p)
+                raise MergeError(
+                    f"{p}: written as one of {attrs['n_shards']} shards, but {len(shard_paths)} shards were given",
+                    shard=p,
+                )
         for k in PROVENANCE_KEYS:
             if attrs.get(k) != first[1].get(k):
-                raise MergeError(f"shard provenance differs: {k}={attrs.get(k)!r} in {p} "
-                                 f"but {first[1].get(k)!r} in {first[0]}", shard=p)
+                raise MergeError(
+                    f"shard provenance differs: {k}={attrs.get(k)!r} in {p} but {first[1].get(k)!r} in {first[0]}",
+                    shard=p,
+                )
         i0, i1 = json.loads(attrs["image_rows"])
         t0, t1 = json.loads(attrs["text_rows"])
         if i0 != expected_img or t0 != expected_txt:
-            raise MergeError(f"{p}: covers image rows {i0}:{i1} and text rows {t0}:{t1}, expected to "
-                             f"start at {expected_img} and {expected_txt} (a shard is missing or out of order)",
-                             shard=p)
+            raise MergeError(
+                f"{p}: covers image rows {i0}:{i1} and text rows {t0}:{t1}, expected to "
+                f"start at {expected_img} and {expected_txt} (a shard is missing or out of order)",
+                shard=p,
+            )
         expected_img, expected_txt = i1, t1
         img_parts.append(sh["image"])
         img_rows.append(sh["image_row"])
@@ -504,17 +619,21 @@ def merge_shards(manifest: dict, shard_paths: list, out_path) -> Embeddings:
         raise MergeError(f"shards were embedded from a different manifest than {manifest['dataset']}'s current one")
     images, captions = manifest["images"], manifest["captions"]
     if expected_img != len(images) or expected_txt != len(captions):
-        raise MergeError(f"shards cover {expected_img}/{len(images)} images and {expected_txt}/{len(captions)} "
-                         "captions: a shard is missing")
+        raise MergeError(
+            f"shards cover {expected_img}/{len(images)} images and {expected_txt}/{len(captions)} "
+            "captions: a shard is missing"
+        )
     d = int(first[1]["embed_dim"])
     img_rows = np.concatenate(img_rows).astype(np.int64)
     # the bytes embedded must be the bytes the manifest was built from (an image replaced in between)
-    for r, sha in zip(img_rows.tolist(), shas):
+    for r, sha in zip(img_rows.tolist(), shas, strict=False):
         want = images[r].get("sha256")
         if want and sha != want:
-            raise MergeError(f"{manifest['dataset']}: image {images[r]['file']} (id {images[r]['id']!r}) changed "
-                             "after the manifest was built (its sha256 differs); rerun with --forcerun "
-                             "prepare_dataset to rebuild the manifest and re-embed")
+            raise MergeError(
+                f"{manifest['dataset']}: image {images[r]['file']} (id {images[r]['id']!r}) changed "
+                "after the manifest was built (its sha256 differs); rerun with --forcerun "
+                "prepare_dataset to rebuild the manifest and re-embed"
+            )
     txt_rows = np.concatenate(txt_rows).astype(np.int64)
     image = np.concatenate(img_parts).astype(np.float32).reshape(-1, d)
     text = np.concatenate(txt_parts).astype(np.float32).reshape(-1, d)
@@ -522,18 +641,22 @@ def merge_shards(manifest: dict, shard_paths: list, out_path) -> Embeddings:
     # NaN/inf or zero-norm rows out of the model: refused, or dropped and listed
     bad_img, bad_txt = bad_rows(image), bad_rows(text)
     if (bad_img or bad_txt) and policy != "skip":
-        for mod, bad, ids in (("image", bad_img, [images[r]["id"] for r in img_rows]),
-                              ("caption", bad_txt, [captions[r]["id"] for r in txt_rows])):
+        for mod, bad, ids in (
+            ("image", bad_img, [images[r]["id"] for r in img_rows]),
+            ("caption", bad_txt, [captions[r]["id"] for r in txt_rows]),
+        ):
             if bad:
                 rows = sorted(bad)
                 raise MergeError(
                     f"{manifest['dataset']}: the model gave {len(rows)} {mod} embedding(s) that are "
                     f"{bad[rows[0]].replace(' embedding', '')} (ids {[ids[r] for r in rows[:10]]}"
                     f"{' ...' if len(rows) > 10 else ''}; shards {[str(Path(x)) for x in shard_paths]}); "
-                    "embeddings files never hold such rows (set on_bad_item: skip to drop and list them)")
+                    "embeddings files never hold such rows (set on_bad_item: skip to drop and list them)"
+                )
     for r in sorted(bad_img):
-        rejects.append({"kind": "image", "item": images[img_rows[r]]["id"], "reason": bad_img[r],
-                        "stage": "merge_embeddings"})
+        rejects.append(
+            {"kind": "image", "item": images[img_rows[r]]["id"], "reason": bad_img[r], "stage": "merge_embeddings"}
+        )
         log.warning("dropped image %r: %s", images[img_rows[r]]["id"], bad_img[r])
     if bad_img:
         keep = np.asarray([i for i in range(len(image)) if i not in bad_img], dtype=np.int64)
@@ -557,9 +680,14 @@ def merge_shards(manifest: dict, shard_paths: list, out_path) -> Embeddings:
             tii.append(row_of_id[c["image_id"]])
         else:
             why = rejected_image.get(c["image_id"], "not embedded")
-            rejects.append({"kind": "caption", "item": c["id"],
-                            "reason": f"its image {c['image_id']!r} was rejected ({why})",
-                            "stage": "merge_embeddings"})
+            rejects.append(
+                {
+                    "kind": "caption",
+                    "item": c["id"],
+                    "reason": f"its image {c['image_id']!r} was rejected ({why})",
+                    "stage": "merge_embeddings",
+                }
+            )
             log.warning("dropped caption %r: its image %r was rejected", c["id"], c["image_id"])
     keep_txt = np.asarray(keep_txt, dtype=np.int64)
     text = text[keep_txt].reshape(-1, d) if len(keep_txt) else np.zeros((0, d), np.float32)
@@ -567,22 +695,31 @@ def merge_shards(manifest: dict, shard_paths: list, out_path) -> Embeddings:
     all_rejects = [dict(r, stage=r.get("stage", "prepare_dataset")) for r in manifest.get("rejects", [])] + rejects
     for mod, n_in, n_out in (("image", len(images), len(image)), ("caption", len(captions), len(text))):
         if n_in and not n_out:
-            raise MergeError(f"{manifest['dataset']}: every {mod} was rejected ({n_in} of {n_in}; "
-                             f"{len(all_rejects)} rejects in all, first: {all_rejects[0]['kind']} "
-                             f"{all_rejects[0]['item']!r}: {all_rejects[0]['reason']}); no embeddings file written")
+            raise MergeError(
+                f"{manifest['dataset']}: every {mod} was rejected ({n_in} of {n_in}; "
+                f"{len(all_rejects)} rejects in all, first: {all_rejects[0]['kind']} "
+                f"{all_rejects[0]['item']!r}: {all_rejects[0]['reason']}); no embeddings file written"
+            )
     input_checksum = hashlib.sha256((first[1]["manifest_checksum"] + "".join(shas)).encode()).hexdigest()
-    attrs = {k: first[1][k] for k in first[1] if k not in ("shard", "image_rows", "text_rows", "rejects",
-                                                         "images_per_s", "texts_per_s", "content_sha256")}
-    attrs.update({
-        "normalized": False, "input_checksum": input_checksum,
-        "captions_sha256": manifest.get("source", {}).get("captions_sha256", "none"),
-        "n_rejected": len(all_rejects),
-        "rejects": json.dumps(all_rejects),
-        "on_bad_item": policy,
-        "python_version": platform.python_version(),
-    })
+    attrs = {
+        k: first[1][k]
+        for k in first[1]
+        if k not in ("shard", "image_rows", "text_rows", "rejects", "images_per_s", "texts_per_s", "content_sha256")
+    }
+    attrs.update(
+        {
+            "normalized": False,
+            "input_checksum": input_checksum,
+            "captions_sha256": manifest.get("source", {}).get("captions_sha256", "none"),
+            "n_rejected": len(all_rejects),
+            "rejects": json.dumps(all_rejects),
+            "on_bad_item": policy,
+            "python_version": platform.python_version(),
+        }
+    )
     emb = Embeddings(
-        image=image, text=text,
+        image=image,
+        text=text,
         image_id=np.asarray([images[r]["id"] for r in img_rows], dtype=object),
         image_file=np.asarray([images[r]["file"] for r in img_rows], dtype=object),
         text_id=np.asarray([captions[r]["id"] for r in txt_rows], dtype=object),

@@ -77,7 +77,7 @@ class MomentAccumulator:
         self.n_zero = 0
         self._norms: list[np.ndarray] = []
 
-    def update(self, x: np.ndarray) -> "MomentAccumulator":
+    def update(self, x: np.ndarray) -> MomentAccumulator:
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2:
             raise ValueError(f"expected a 2-D chunk, got shape {x.shape}")
@@ -414,13 +414,20 @@ def odd_null_summary(observed: float, perm, gau) -> dict:
     """
     perm, gau = np.asarray(perm, float), np.asarray(gau, float)
     if perm.size == 0:
-        return {"odd_median_null_permutation": None, "odd_median_null_gaussian": None,
-                "odd_median_ratio_to_null": None, "odd_p_value": None}
+        return {
+            "odd_median_null_permutation": None,
+            "odd_median_null_gaussian": None,
+            "odd_median_ratio_to_null": None,
+            "odd_p_value": None,
+        }
     mp, mg = float(perm.mean()), float(gau.mean())
     top = max(mp, mg)
-    return {"odd_median_null_permutation": mp, "odd_median_null_gaussian": mg,
-            "odd_median_ratio_to_null": float(observed / top) if top > 0 else None,
-            "odd_p_value": float((1 + np.sum(perm >= observed)) / (1 + perm.size))}
+    return {
+        "odd_median_null_permutation": mp,
+        "odd_median_null_gaussian": mg,
+        "odd_median_ratio_to_null": float(observed / top) if top > 0 else None,
+        "odd_p_value": float((1 + np.sum(perm >= observed)) / (1 + perm.size)),
+    }
 
 
 ODD_NULL_ESTIMATOR = (
@@ -429,7 +436,8 @@ ODD_NULL_ESTIMATOR = (
     "(b) an untilted Gaussian with the same per-feature variances. odd_median_null_* are means over the draws; "
     "odd_median_ratio_to_null = observed median / the larger null mean; odd_p_value = (1 + #{permutation "
     "median >= observed}) / (1 + reps). Computed on at most covariance.null_max_rows rows per modality "
-    "(seeded subsample, covariance.seed); the observed median of the ratio and p-value is on the same rows")
+    "(seeded subsample, covariance.seed); the observed median of the ratio and p-value is on the same rows"
+)
 
 
 def _eigh(cov):
@@ -587,8 +595,7 @@ def svm_cv_accuracy(x, y, folds: int = 5, seed: int = 0, c: float = 1.0, max_ite
     cv = StratifiedKFold(n_splits=int(folds), shuffle=True, random_state=int(seed))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        res = cross_validate(_svm_pipeline(c, max_iter), x, y, cv=cv,
-                             scoring=("accuracy", "balanced_accuracy"))
+        res = cross_validate(_svm_pipeline(c, max_iter), x, y, cv=cv, scoring=("accuracy", "balanced_accuracy"))
     n_conv = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
     return {
         "accuracy": float(np.mean(res["test_accuracy"])),
@@ -631,13 +638,14 @@ def _check_rows(path, log) -> dict:
     for mod in MODALITIES:
         n, d = count_rows(path, mod)
         if n < 2:
-            raise ValueError(f"{path}: the {mod} modality has {n} row(s); the geometry stages need "
-                             f"at least 2 image and 2 text embeddings")
+            raise ValueError(
+                f"{path}: the {mod} modality has {n} row(s); the geometry stages need "
+                f"at least 2 image and 2 text embeddings"
+            )
         rows[mod] = (n, d)
     if rows["image"][1] != rows["text"][1]:
         raise ValueError(f"{path}: image width {rows['image'][1]} != text width {rows['text'][1]}")
-    log.info("%s: %d image and %d text rows, d = %d", path, rows["image"][0], rows["text"][0],
-             rows["image"][1])
+    log.info("%s: %d image and %d text rows, d = %d", path, rows["image"][0], rows["text"][0], rows["image"][1])
     return rows
 
 
@@ -706,8 +714,12 @@ def compute_separability(path, p: dict, log: logging.Logger | None = None) -> St
             log.warning("%s: %d value(s) outside the histogram range were put in the end bins", mod, h.n_clipped)
         hists[mod] = h
     eps = float(p["kl_eps"])
-    kl_it = np.array([histogram_kl(a, b, eps) for a, b in zip(hists["image"].counts, hists["text"].counts)])
-    kl_ti = np.array([histogram_kl(b, a, eps) for a, b in zip(hists["image"].counts, hists["text"].counts)])
+    kl_it = np.array(
+        [histogram_kl(a, b, eps) for a, b in zip(hists["image"].counts, hists["text"].counts, strict=False)]
+    )
+    kl_ti = np.array(
+        [histogram_kl(b, a, eps) for a, b in zip(hists["image"].counts, hists["text"].counts, strict=False)]
+    )
     kl_g = gaussian_kl(ai.mean, ai.var, at.mean, at.var)
     widths = (hists["image"].hi - hists["image"].lo) / hists["image"].bins
     kl_dens = kl_it / widths
@@ -722,15 +734,21 @@ def compute_separability(path, p: dict, log: logging.Logger | None = None) -> St
     f0 = int(order[0])
     sat, unmatched = histogram_kl_saturation(hists["image"].counts[f0], hists["text"].counts[f0])
     if sat:
-        log.info("histogram KL of feature %d is eps-limited: %.3g of the image mass lies in bins with no text",
-                 f0, unmatched)
+        log.info(
+            "histogram KL of feature %d is eps-limited: %.3g of the image mass lies in bins with no text", f0, unmatched
+        )
     grid = threshold_grid(float(p["tag_curve_max"]), float(p["tag_curve_step"]))
     curve = tag_threshold_curve(sep, grid)
     paper_count = int(p["paper_n_tag_features"])
     t_paper = thresholds_for_count(grid, curve, paper_count)
-    log.info("tag features: %d at Sep > %g; %s", tags.size, p["tag_threshold"],
-             f"{paper_count} for t in [{t_paper[0]:g}, {t_paper[1]:g}]" if t_paper
-             else f"no grid threshold gives {paper_count}")
+    log.info(
+        "tag features: %d at Sep > %g; %s",
+        tags.size,
+        p["tag_threshold"],
+        f"{paper_count} for t in [{t_paper[0]:g}, {t_paper[1]:g}]"
+        if t_paper
+        else f"no grid threshold gives {paper_count}",
+    )
 
     # SVMs (held-out, stratified k-fold) on the subsample
     x_all = np.concatenate([samples["image"], samples["text"]])
@@ -738,8 +756,9 @@ def compute_separability(path, p: dict, log: logging.Logger | None = None) -> St
     folds = int(p["svm_folds"])
     min_class = int(min(sample_sizes.values()))
     if min_class < folds:
-        log.warning("only %d rows in the smaller modality: SVM folds reduced from %d to %d",
-                    min_class, folds, max(2, min_class))
+        log.warning(
+            "only %d rows in the smaller modality: SVM folds reduced from %d to %d", min_class, folds, max(2, min_class)
+        )
         folds = max(2, min_class)
     svm_c, max_iter = float(p["svm_c"]), int(p["svm_max_iter"])
     log.info("linear SVM on features %s (%d-fold CV, %d rows)", top2.tolist(), folds, len(y))
@@ -748,17 +767,21 @@ def compute_separability(path, p: dict, log: logging.Logger | None = None) -> St
     svm_all = svm_cv_accuracy(x_all, y, folds, p["seed"], svm_c, max_iter)
     for name, r in (("top-2", svm2), ("all-feature", svm_all)):
         if r["convergence_warnings"]:
-            log.warning("%s SVM: %d fit(s) did not converge in %d iterations", name,
-                        r["convergence_warnings"], max_iter)
+            log.warning(
+                "%s SVM: %d fit(s) did not converge in %d iterations", name, r["convergence_warnings"], max_iter
+            )
     d = sep.size
     rng_ctrl = np.random.default_rng([int(p["seed"]), 1])
     rand_pairs = [np.sort(rng_ctrl.choice(d, size=2, replace=False)) for _ in range(int(p["svm_random_draws"]))]
     rand_acc = [svm_cv_accuracy(x_all[:, pr], y, folds, p["seed"], svm_c, max_iter)["accuracy"] for pr in rand_pairs]
-    log.info("control: linear SVM on 2 random features, %d draws: mean accuracy %.4f", len(rand_pairs),
-             float(np.mean(rand_acc)))
+    log.info(
+        "control: linear SVM on 2 random features, %d draws: mean accuracy %.4f",
+        len(rand_pairs),
+        float(np.mean(rand_acc)),
+    )
     paper_feats = [int(f) for f in p["paper_features"]]
     pf_ok = [0 <= f < d for f in paper_feats]
-    for f, ok in zip(paper_feats, pf_ok):
+    for f, ok in zip(paper_feats, pf_ok, strict=False):
         if not ok:
             log.warning("paper feature %d skipped: the embeddings have d = %d features", f, d)
     pf_svm = None
@@ -768,21 +791,36 @@ def compute_separability(path, p: dict, log: logging.Logger | None = None) -> St
         log.warning("SVM on the paper's features skipped: needs two named features within d = %d", d)
     paper_block = {
         "indices": paper_feats,
-        "sep": [float(sep[f]) if ok else None for f, ok in zip(paper_feats, pf_ok)],
-        "rank_by_sep": [int(rank[f]) if ok else None for f, ok in zip(paper_feats, pf_ok)],
+        "sep": [float(sep[f]) if ok else None for f, ok in zip(paper_feats, pf_ok, strict=False)],
+        "rank_by_sep": [int(rank[f]) if ok else None for f, ok in zip(paper_feats, pf_ok, strict=False)],
         "svm_accuracy": pf_svm["accuracy"] if pf_svm else None,
-        "kl_gaussian": [float(kl_g[f]) if ok else None for f, ok in zip(paper_feats, pf_ok)],
+        "kl_gaussian": [float(kl_g[f]) if ok else None for f, ok in zip(paper_feats, pf_ok, strict=False)],
     }
     w, b, train_acc = svm_boundary(x_all[:, top2], y, svm_c, max_iter)
-    log.info("Sep max %.3f (feature %d); %d tag features (Sep > %g); SVM top-2 %.4f, all %.4f",
-             sep[order[0]], order[0], tags.size, p["tag_threshold"], svm2["accuracy"], svm_all["accuracy"])
+    log.info(
+        "Sep max %.3f (feature %d); %d tag features (Sep > %g); SVM top-2 %.4f, all %.4f",
+        sep[order[0]],
+        order[0],
+        tags.size,
+        p["tag_threshold"],
+        svm2["accuracy"],
+        svm_all["accuracy"],
+    )
 
     def feat_row(f):
         f = int(f)
-        return {"feature": f, "sep": sep[f], "rank": int(rank[f]),
-                "mean_image": ai.mean[f], "mean_text": at.mean[f],
-                "std_image": ai.std[f], "std_text": at.std[f],
-                "kl_image_text": kl_it[f], "kl_text_image": kl_ti[f], "kl_gaussian_image_text": kl_g[f]}
+        return {
+            "feature": f,
+            "sep": sep[f],
+            "rank": int(rank[f]),
+            "mean_image": ai.mean[f],
+            "mean_text": at.mean[f],
+            "std_image": ai.std[f],
+            "std_text": at.std[f],
+            "kl_image_text": kl_it[f],
+            "kl_text_image": kl_ti[f],
+            "kl_gaussian_image_text": kl_g[f],
+        }
 
     summary = {
         "svm_top2_accuracy": svm2["accuracy"],
@@ -802,16 +840,22 @@ def compute_separability(path, p: dict, log: logging.Logger | None = None) -> St
         "paper_features": paper_block,
     }
     details = {
-        "n_image": rows["image"][0], "n_text": rows["text"][0], "dim": rows["image"][1],
+        "n_image": rows["image"][0],
+        "n_text": rows["text"][0],
+        "dim": rows["image"][1],
         "feature_index_base": 0,
         "feature_index_note": (
             "feature indices are 0-based numpy column numbers; the paper's features 93, 134 and 494 "
-            "(ViT-B/32, COCO) are most likely 0-based numpy indices too, so compare them directly"),
+            "(ViT-B/32, COCO) are most likely 0-based numpy indices too, so compare them directly"
+        ),
         "top_separable": [feat_row(f) for f in top_sep],
         "top_mean_over_std": {
-            mod: [{"feature": int(f), "abs_mean_over_std": ms[mod][f], "mean": accs[mod].mean[f],
-                   "std": accs[mod].std[f]} for f in top_features(ms[mod], top_k)]
-            for mod in MODALITIES},
+            mod: [
+                {"feature": int(f), "abs_mean_over_std": ms[mod][f], "mean": accs[mod].mean[f], "std": accs[mod].std[f]}
+                for f in top_features(ms[mod], top_k)
+            ]
+            for mod in MODALITIES
+        },
         "tag_threshold": float(p["tag_threshold"]),
         "tag_features": [int(f) for f in tags],
         "tag_threshold_curve": {
@@ -822,16 +866,17 @@ def compute_separability(path, p: dict, log: logging.Logger | None = None) -> St
         },
         "kl": {
             "headline": "separability.kl_top_feature = Gaussian closed form KL(N(m_i, var_i) || N(m_t, var_t)) "
-                        "of the feature of largest Sep, population moments (nats)",
+            "of the feature of largest Sep, population moments (nats)",
             "density_hypothesis": "kl_top_feature_density = sum_b f_b log(f_b / g_b) over density histograms "
-                                  "f = counts / (N width), without the bin width (= histogram KL / width): "
-                                  "a guess at the paper's unstated estimator, not a divergence estimate",
+            "f = counts / (N width), without the bin width (= histogram KL / width): "
+            "a guess at the paper's unstated estimator, not a divergence estimate",
             "top_feature_bin_width": widths[f0],
             "top_feature_density": kl_dens[f0],
             "top_feature_histogram_saturated": bool(sat),
             "top_feature_unmatched_mass": unmatched,
             "estimator": "histogram plug-in KL(image || text) in nats, per feature (secondary)",
-            "binning": f"{int(p['kl_bins'])} equal-width bins per feature over the pooled [min, max] of both modalities",
+            "binning": f"{int(p['kl_bins'])} equal-width bins per feature over the pooled [min, max] of both "
+            "modalities",
             "eps": eps,
             "smoothing": "eps added to every bin probability of both histograms, then renormalised",
             "note": "two disjoint distributions give about log(1/eps); the Gaussian closed form is reported too",
@@ -841,17 +886,20 @@ def compute_separability(path, p: dict, log: logging.Logger | None = None) -> St
             "top_feature_gaussian": kl_g[order[0]],
         },
         "svm": {
-            "model": "sklearn LinearSVC (primal), features standardised, C = %g" % svm_c,
+            "model": f"sklearn LinearSVC (primal), features standardised, C = {svm_c:g}",
             "validation": f"stratified {folds}-fold cross-validation, shuffled (seed {int(p['seed'])}); "
-                          "accuracy is the mean held-out fold accuracy",
+            "accuracy is the mean held-out fold accuracy",
             "subsample": {mod: {"used": sample_sizes[mod], "of": rows[mod][0]} for mod in MODALITIES},
             "subsample_rule": f"at most svm_max_samples = {int(p['svm_max_samples'])} rows per modality, "
-                              f"drawn uniformly without replacement (seed {int(p['seed'])})",
-            "top2": {"features": [int(f) for f in top2], **svm2,
-                     "boundary": {"w": w, "b": b, "training_accuracy": train_acc}},
+            f"drawn uniformly without replacement (seed {int(p['seed'])})",
+            "top2": {
+                "features": [int(f) for f in top2],
+                **svm2,
+                "boundary": {"w": w, "b": b, "training_accuracy": train_acc},
+            },
             "random2_control": {
                 "rule": f"{len(rand_pairs)} draws of 2 distinct features, uniform (seed [{int(p['seed'])}, 1]); "
-                        "same SVM and folds as top2",
+                "same SVM and folds as top2",
                 "features": [[int(f) for f in pr] for pr in rand_pairs],
                 "accuracy": [float(a) for a in rand_acc],
                 "mean_accuracy": float(np.mean(rand_acc)),
@@ -864,24 +912,37 @@ def compute_separability(path, p: dict, log: logging.Logger | None = None) -> St
     }
     columns = {
         "feature": np.arange(sep.size),
-        "sep": sep, "sep_rank": rank,
-        "mean_image": ai.mean, "mean_text": at.mean, "std_image": ai.std, "std_text": at.std,
-        "abs_mean_over_std_image": ms["image"], "abs_mean_over_std_text": ms["text"],
-        "kl_image_text": kl_it, "kl_text_image": kl_ti, "kl_gaussian_image_text": kl_g,
+        "sep": sep,
+        "sep_rank": rank,
+        "mean_image": ai.mean,
+        "mean_text": at.mean,
+        "std_image": ai.std,
+        "std_text": at.std,
+        "abs_mean_over_std_image": ms["image"],
+        "abs_mean_over_std_text": ms["text"],
+        "kl_image_text": kl_it,
+        "kl_text_image": kl_ti,
+        "kl_gaussian_image_text": kl_g,
         "kl_density_image_text": kl_dens,
         "is_tag": (sep > float(p["tag_threshold"])).astype(int),
     }
     nh = int(p["n_hist_features"])
     plot = {
-        "sep": sep, "tag_threshold": float(p["tag_threshold"]),
-        "mean_over_std": ms, "top_k": top_k,
+        "sep": sep,
+        "tag_threshold": float(p["tag_threshold"]),
+        "mean_over_std": ms,
+        "top_k": top_k,
         "hist_features": order[:nh],
         "hist_edges": hists["image"].edges[order[:nh]],
         "hist_counts": {mod: hists[mod].counts[order[:nh]] for mod in MODALITIES},
         "hist_kl": kl_g[order[:nh]],
         "tag_curve": {"threshold": grid, "n_tag_features": curve},
-        "svm_x": x_all[:, top2], "svm_y": y, "svm_w": w, "svm_b": b,
-        "svm_accuracy": svm2["accuracy"], "top2": top2,
+        "svm_x": x_all[:, top2],
+        "svm_y": y,
+        "svm_w": w,
+        "svm_b": b,
+        "svm_accuracy": svm2["accuracy"],
+        "top2": top2,
     }
     return StageResult(summary, details, columns, plot)
 
@@ -914,18 +975,26 @@ def compute_thin_shell(path, p: dict, log: logging.Logger | None = None) -> Stag
         trace_c = float(acc.var.sum())
         ts = thin_shell(cn, trace_c, ddof)
         raw = acc.norms
-        log.info("%s: mu_norm %.5g, var(y) %.5g, sqrt(tr C) %.5g, rel. error %.3g%%", mod,
-                 ts["mu_norm"], ts["var_y"], ts["rms_norm"], 100 * ts["rel_error"])
+        log.info(
+            "%s: mu_norm %.5g, var(y) %.5g, sqrt(tr C) %.5g, rel. error %.3g%%",
+            mod,
+            ts["mu_norm"],
+            ts["var_y"],
+            ts["rms_norm"],
+            100 * ts["rel_error"],
+        )
         summary[mod] = {k: ts[k] for k in ("mu_norm", "var_y", "rms_norm", "rel_error")}
         details[mod] = {
-            "n": acc.n, **ts,
+            "n": acc.n,
+            **ts,
             "trace_cov": trace_c * acc.n / (acc.n - ddof) if acc.n > ddof else float("nan"),
             "trace_cov_population": trace_c,
             "rms_norm_from_norms": rms_norm_ddof(float(np.mean(cn * cn)), acc.n, ddof),
             "centred_norm": _quantiles(cn),
             "min_centred_norm_over_mu": float(cn.min() / ts["mu_norm"]) if ts["mu_norm"] > 0 else None,
             "raw": {
-                "mean_norm": float(raw.mean()), "var_norm": float(raw.var()),
+                "mean_norm": float(raw.mean()),
+                "var_norm": float(raw.var()),
                 "rms_norm": math.sqrt(trace_c + float(m @ m)),
                 "mean_norm_vector": float(np.linalg.norm(m)),
                 "quantiles": _quantiles(raw),
@@ -935,15 +1004,23 @@ def compute_thin_shell(path, p: dict, log: logging.Logger | None = None) -> Stag
         cols["row"].append(np.arange(acc.n))
         cols["norm_raw"].append(raw)
         cols["norm_centred"].append(cn)
-        plot[mod] = {"norm_raw": raw, "norm_centred": cn, "feat_edges": h.edges, "feat_counts": h.counts,
-                     "mu_norm": ts["mu_norm"], "rms_norm": ts["rms_norm"]}
+        plot[mod] = {
+            "norm_raw": raw,
+            "norm_centred": cn,
+            "feat_edges": h.edges,
+            "feat_counts": h.counts,
+            "mu_norm": ts["mu_norm"],
+            "rms_norm": ts["rms_norm"],
+        }
     cols = {k: np.concatenate(v) for k, v in cols.items()}
     summary["ddof"] = ddof
     details["n_features_histogram"] = nf
-    details["conventions"] = (f"ddof = {ddof} (thin_shell.ddof; 1 reproduces the paper's 7.6007): var_y = var(||x~||) "
-                              "with ddof; rms_norm = sqrt(tr C) = sqrt(E||x~||^2 * N / (N - ddof)); "
-                              "rel_error = (rms_norm - mu_norm) / rms_norm; mu_norm = E||x~|| and the mean m "
-                              "need no correction; identity_residual uses population moments")
+    details["conventions"] = (
+        f"ddof = {ddof} (thin_shell.ddof; 1 reproduces the paper's 7.6007): var_y = var(||x~||) "
+        "with ddof; rms_norm = sqrt(tr C) = sqrt(E||x~||^2 * N / (N - ddof)); "
+        "rel_error = (rms_norm - mu_norm) / rms_norm; mu_norm = E||x~|| and the mean m "
+        "need no correction; identity_residual uses population moments"
+    )
     plot["n_features"] = nf
     return StageResult(summary, details, cols, plot)
 
@@ -973,7 +1050,7 @@ def ks_chi_heldout(x, seed: int = 0, rtol: float = 1e-10) -> tuple[float, float,
     x = np.asarray(x, float)
     n, d = x.shape
     perm = np.random.default_rng(seed).permutation(n)
-    fit, test = x[perm[: n // 2]], x[perm[n // 2:]]
+    fit, test = x[perm[: n // 2]], x[perm[n // 2 :]]
     if len(fit) <= d or len(test) < 2:
         return None
     m = fit.mean(axis=0)
@@ -1018,14 +1095,19 @@ def compute_covariance(path, p: dict, log: logging.Logger | None = None) -> Stag
         ratio = mean_to_std_ratio(acc.mean, var)
         cone = mean_pairwise_cosine(acc.sum_unit, acc.n_unit)
         det = {
-            "n": acc.n, "trace_cov": float(var.sum()),
-            "mean_norm": float(np.linalg.norm(acc.mean)), "std_norm": math.sqrt(float(var.sum())),
+            "n": acc.n,
+            "trace_cov": float(var.sum()),
+            "mean_norm": float(np.linalg.norm(acc.mean)),
+            "std_norm": math.sqrt(float(var.sum())),
             "mean_to_std_ratio": ratio,
-            "effective_rank": er, "participation_ratio": pr,
+            "effective_rank": er,
+            "participation_ratio": pr,
             "eigenvalues_top10": eig[:10],
             "explained_top10": float(eig[:10].sum() / eig.sum()) if eig.sum() > 0 else None,
-            "variance": {**_quantiles(var), "max_over_median": float(var.max() / np.median(var))
-                         if np.median(var) > 0 else None},
+            "variance": {
+                **_quantiles(var),
+                "max_over_median": float(var.max() / np.median(var)) if np.median(var) > 0 else None,
+            },
             "odd": {**_quantiles(odd), "frac_ge_1": float(np.mean(odd >= 1.0))},
             "mean_pairwise_cosine": cone,
             "zero_norm_rows": acc.n_zero,
@@ -1036,8 +1118,16 @@ def compute_covariance(path, p: dict, log: logging.Logger | None = None) -> Stag
             summary[mod].update(odd_null_summary(nulls["observed"], nulls["permutation"], nulls["gaussian"]))
             summary[mod]["odd_null_estimator"] = ODD_NULL_ESTIMATOR
             det["odd_null"] = {**nulls, "rows": int(m_null)}
-        log.info("%s: ||m||/||sigma|| %.4g, effective rank %.4g (PR %.4g), ODD>=1 for %.1f%% of features, "
-                 "mean pairwise cosine %.4g", mod, ratio, er, pr, 100 * det["odd"]["frac_ge_1"], cone)
+        log.info(
+            "%s: ||m||/||sigma|| %.4g, effective rank %.4g (PR %.4g), ODD>=1 for %.1f%% of features, "
+            "mean pairwise cosine %.4g",
+            mod,
+            ratio,
+            er,
+            pr,
+            100 * det["odd"]["frac_ge_1"],
+            cone,
+        )
         plot[mod] = {"var": var, "odd": odd, "eig": eig, "effective_rank": er, "participation_ratio": pr}
         cols[f"variance_{mod}"] = var
         cols[f"odd_{mod}"] = odd
@@ -1047,12 +1137,23 @@ def compute_covariance(path, p: dict, log: logging.Logger | None = None) -> Stag
             w_mat, lam = whitening_from_eigh(lam_all, u_all, float(p["eig_rtol"]))
             k = lam.size
             if k < d:
-                log.warning("%s: covariance has %d of %d directions above rtol %g; whitening keeps %d",
-                            mod, k, d, p["eig_rtol"], k)
+                log.warning(
+                    "%s: covariance has %d of %d directions above rtol %g; whitening keeps %d",
+                    mod,
+                    k,
+                    d,
+                    p["eig_rtol"],
+                    k,
+                )
             degenerate = acc.n <= d
             if degenerate:
-                log.warning("%s: N = %d <= d = %d: the sample covariance is singular and every whitened "
-                            "row has the same norm; the normality checks are not meaningful", mod, acc.n, d)
+                log.warning(
+                    "%s: N = %d <= d = %d: the sample covariance is singular and every whitened "
+                    "row has the same norm; the normality checks are not meaningful",
+                    mod,
+                    acc.n,
+                    d,
+                )
             s2, s4, zn = np.zeros(k), np.zeros(k), []
             w32 = np.ascontiguousarray(w_mat.T, dtype=np.float32)
             for x in iter_embedding_chunks(path, mod, chunk):
@@ -1070,23 +1171,31 @@ def compute_covariance(path, p: dict, log: logging.Logger | None = None) -> Stag
             ho = ks_chi_heldout(sample, int(p.get("seed", 0)), float(p["eig_rtol"]))
             det["whitening"] = {
                 "method": "PCA whitening z = Lambda^-1/2 U^T (v - m), eigen-directions with "
-                          "lambda > eig_rtol * lambda_max",
-                "kept_dims": int(k), "degenerate": bool(degenerate),
-                "mean_norm": float(zn.mean()), "var_norm": float(zn.var()),
-                "chi_mean": chi_mean(k) if k else None, "chi_var": float(k - chi_mean(k) ** 2) if k else None,
+                "lambda > eig_rtol * lambda_max",
+                "kept_dims": int(k),
+                "degenerate": bool(degenerate),
+                "mean_norm": float(zn.mean()),
+                "var_norm": float(zn.var()),
+                "chi_mean": chi_mean(k) if k else None,
+                "chi_var": float(k - chi_mean(k) ** 2) if k else None,
                 "ks_statistic_vs_chi": ks[0] if ks else None,
                 "ks_pvalue_vs_chi": ks[1] if ks else None,
                 "ks_stat_heldout": ho[0] if ho else None,
                 "ks_p_heldout": ho[1] if ho else None,
                 "ks_calibration": "ks_p_heldout is the calibrated test (whitening fitted on a seeded random half of "
-                                  "at most null_max_rows rows, the other half tested); ks_pvalue_vs_chi is "
-                                  "in-sample and uncalibrated (too small even for exactly Gaussian data)",
+                "at most null_max_rows rows, the other half tested); ks_pvalue_vs_chi is "
+                "in-sample and uncalibrated (too small even for exactly Gaussian data)",
                 "excess_kurtosis": {**_quantiles(kurt), "mean_abs": float(np.mean(np.abs(kurt)))},
                 "note": "for a multivariate normal ||z|| ~ chi(kept_dims) and every axis has excess kurtosis 0",
             }
-            log.info("%s whitened: mean ||z|| %.4g (chi mean %.4g), KS %.3g, median excess kurtosis %.3g",
-                     mod, zn.mean(), chi_mean(k) if k else float("nan"),
-                     ks[0] if ks else float("nan"), np.median(kurt))
+            log.info(
+                "%s whitened: mean ||z|| %.4g (chi mean %.4g), KS %.3g, median excess kurtosis %.3g",
+                mod,
+                zn.mean(),
+                chi_mean(k) if k else float("nan"),
+                ks[0] if ks else float("nan"),
+                np.median(kurt),
+            )
             plot[mod].update(whitened_norm=zn, kurtosis=kurt, kept_dims=k, degenerate=degenerate)
             kc = np.full(d, np.nan)
             kc[:k] = kurt
@@ -1106,7 +1215,7 @@ def compute_covariance(path, p: dict, log: logging.Logger | None = None) -> Stag
         "mean_to_std_ratio": "||m|| / ||sigma||, ||sigma|| = sqrt(tr C)",
         "mean_pairwise_cosine": "mean cos over pairs j != k of one modality, (||sum v^||^2 - N) / (N (N - 1))",
         "csv": "per-feature columns: variance_*, odd_*; per-rank columns (index = rank, largest first): "
-               "eigenvalue_*, whitened_kurtosis_* (principal axis)",
+        "eigenvalue_*, whitened_kurtosis_* (principal axis)",
     }
     log.info("angle between the modality means %.2f deg", angle)
     return StageResult(summary, details, cols, plot)
@@ -1118,7 +1227,7 @@ def compute_origin_distance(path, p: dict, log: logging.Logger | None = None) ->
     Pass 1 (O(N·d)): raw norms and Σ v̂ per modality → [ROOT].  Pass 2 (O(N·d)): cosine distances.
     """
     log = log or _LOG
-    rows = _check_rows(path, log)
+    _check_rows(path, log)
     chunk = int(p["chunk_rows"])
     thr = float(p["near_root_threshold"])
     accs = {}
@@ -1128,12 +1237,15 @@ def compute_origin_distance(path, p: dict, log: logging.Logger | None = None) ->
     ai, at = accs["image"], accs["text"]
     root = root_vector(ai.sum_unit, ai.n_unit, at.sum_unit, at.n_unit)
     summary = {"near_root_threshold": thr, "root_distance_form": ROOT_DISTANCE_FORM}
-    details = {"root_norm": float(np.linalg.norm(root)),
-               "definitions": {
-                   "origin_distance": "||v|| of the raw embedding",
-                   "root": "mean of all L2-normalised image and text embeddings together",
-                   "root_cosine_distance": ROOT_DISTANCE_FORM + " (EuCLIP Fig. 2's scaled cosine distance)",
-                   "frac_near_root": "fraction of rows with root_cosine_distance <= near_root_threshold"}}
+    details = {
+        "root_norm": float(np.linalg.norm(root)),
+        "definitions": {
+            "origin_distance": "||v|| of the raw embedding",
+            "root": "mean of all L2-normalised image and text embeddings together",
+            "root_cosine_distance": ROOT_DISTANCE_FORM + " (EuCLIP Fig. 2's scaled cosine distance)",
+            "frac_near_root": "fraction of rows with root_cosine_distance <= near_root_threshold",
+        },
+    }
     cols = {"modality": [], "row": [], "origin_distance": [], "root_cosine_distance": []}
     plot = {"near_root_threshold": thr}
     for mod in MODALITIES:
@@ -1147,12 +1259,21 @@ def compute_origin_distance(path, p: dict, log: logging.Logger | None = None) ->
             "median_root_cosine_distance": float(np.median(cd[ok])) if ok.any() else float("nan"),
             "frac_near_root": frac,
         }
-        details[mod] = {"n": acc.n, "origin_distance": _quantiles(norms),
-                        "root_cosine_distance": _quantiles(cd), "frac_near_root": frac,
-                        "zero_norm_rows": acc.n_zero}
-        log.info("%s: median ||v|| %.4g, median cosine distance from ROOT %.4g, %.1f%% within %g",
-                 mod, summary[mod]["median_origin_distance"], summary[mod]["median_root_cosine_distance"],
-                 100 * frac, thr)
+        details[mod] = {
+            "n": acc.n,
+            "origin_distance": _quantiles(norms),
+            "root_cosine_distance": _quantiles(cd),
+            "frac_near_root": frac,
+            "zero_norm_rows": acc.n_zero,
+        }
+        log.info(
+            "%s: median ||v|| %.4g, median cosine distance from ROOT %.4g, %.1f%% within %g",
+            mod,
+            summary[mod]["median_origin_distance"],
+            summary[mod]["median_root_cosine_distance"],
+            100 * frac,
+            thr,
+        )
         cols["modality"].append(np.full(acc.n, mod, dtype=object))
         cols["row"].append(np.arange(acc.n))
         cols["origin_distance"].append(norms)

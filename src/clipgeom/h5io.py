@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import h5py
 import numpy as np
@@ -106,10 +106,20 @@ def check_numeric(name: str, arr: np.ndarray, source: str) -> None:
     kind = arr.dtype.kind
     if kind in "fiu":
         return
-    what = {"c": "complex (the imaginary part would be lost)", "b": "boolean", "O": "object (pickled Python objects)",
-            "U": "string", "S": "bytes", "M": "datetime", "m": "timedelta", "V": "record/void"}.get(kind, kind)
-    raise EmbeddingsFileError(f"{source}: {name} has dtype {arr.dtype} ({what}); "
-                              "embeddings must be real numbers (float or integer)", path=_path_of(source))
+    what = {
+        "c": "complex (the imaginary part would be lost)",
+        "b": "boolean",
+        "O": "object (pickled Python objects)",
+        "U": "string",
+        "S": "bytes",
+        "M": "datetime",
+        "m": "timedelta",
+        "V": "record/void",
+    }.get(kind, kind)
+    raise EmbeddingsFileError(
+        f"{source}: {name} has dtype {arr.dtype} ({what}); embeddings must be real numbers (float or integer)",
+        path=_path_of(source),
+    )
 
 
 def _path_of(source: str):
@@ -162,28 +172,34 @@ def check_zero_norm(mod: str, arr: np.ndarray, ids, source: str, row_offset: int
         raise EmbeddingsFileError(
             f"{source}: /{mod}/embedding has {rows.size} zero-norm row(s) (ids {ids}"
             f"{' ...' if rows.size > 10 else ''}); embeddings files never hold zero-norm rows "
-            "(with on_bad_item: skip they are dropped and listed as rejects)", path=_path_of(source))
+            "(with on_bad_item: skip they are dropped and listed as rejects)",
+            path=_path_of(source),
+        )
 
 
 def check_index(idx, n_img: int, source: str, name: str = "/text/image_index") -> np.ndarray:
     """An int64 pairing index, refusing non-integer values (integer-valued floats are accepted)."""
     idx = np.asarray(idx)
     if idx.dtype.kind not in "iuf" or idx.ndim != 1:
-        raise EmbeddingsFileError(f"{source}: {name} must be a 1-D integer array, got dtype {idx.dtype} "
-                                  f"shape {idx.shape}", path=_path_of(source))
+        raise EmbeddingsFileError(
+            f"{source}: {name} must be a 1-D integer array, got dtype {idx.dtype} shape {idx.shape}",
+            path=_path_of(source),
+        )
     if idx.dtype.kind == "f":
         bad = ~np.isfinite(idx) | (idx != np.round(idx))
         if bad.any():
             r = int(np.flatnonzero(bad)[0])
             raise EmbeddingsFileError(
-                f"{source}: {name} holds non-integer values ({int(bad.sum())} of them); first in row {r}: "
-                f"{idx[r]!r}", path=_path_of(source))
+                f"{source}: {name} holds non-integer values ({int(bad.sum())} of them); first in row {r}: {idx[r]!r}",
+                path=_path_of(source),
+            )
     idx = idx.astype(np.int64)
     if idx.size and (idx.max() >= n_img or idx.min() < -1):
         r = int(np.flatnonzero((idx >= n_img) | (idx < -1))[0])
         raise EmbeddingsFileError(
             f"{source}: {name} out of range [-1, {n_img - 1}] "
-            f"(min {idx.min()}, max {idx.max()}; first bad in row {r}: {idx[r]})", path=_path_of(source)
+            f"(min {idx.min()}, max {idx.max()}; first bad in row {r}: {idx[r]})",
+            path=_path_of(source),
         )
     return idx
 
@@ -191,8 +207,9 @@ def check_index(idx, n_img: int, source: str, name: str = "/text/image_index") -
 def _check_embedding(mod: str, arr, source: str) -> None:
     check_numeric(f"/{mod}/embedding", arr, source)
     if arr.ndim != 2:
-        raise EmbeddingsFileError(f"{source}: /{mod}/embedding must be 2-D, got shape {arr.shape}",
-                                  path=_path_of(source))
+        raise EmbeddingsFileError(
+            f"{source}: /{mod}/embedding must be 2-D, got shape {arr.shape}", path=_path_of(source)
+        )
     check_finite(f"/{mod}/embedding", arr, source)
 
 
@@ -210,8 +227,9 @@ def _check_meta(emb: Embeddings, n_img: int, n_txt: int, source: str) -> None:
     for name, ids in (("/image/id", emb.image_id), ("/text/id", emb.text_id)):
         vals, counts = np.unique(np.asarray(ids).astype(str), return_counts=True)
         if (counts > 1).any():
-            raise EmbeddingsFileError(f"{source}: duplicate {name} {vals[counts > 1][:5].tolist()}",
-                                      path=_path_of(source))
+            raise EmbeddingsFileError(
+                f"{source}: duplicate {name} {vals[counts > 1][:5].tolist()}", path=_path_of(source)
+            )
 
 
 def validate_arrays(emb: Embeddings, source: str = "<memory>") -> None:
@@ -226,12 +244,15 @@ def validate_arrays(emb: Embeddings, source: str = "<memory>") -> None:
     if emb.image.shape[0] and emb.text.shape[0] and emb.image.shape[1] != emb.text.shape[1]:
         raise EmbeddingsFileError(
             f"{source}: image embeddings have width {emb.image.shape[1]} but text embeddings "
-            f"have width {emb.text.shape[1]}", path=_path_of(source)
+            f"have width {emb.text.shape[1]}",
+            path=_path_of(source),
         )
     n_img, n_txt = emb.image.shape[0], emb.text.shape[0]
     if n_img == 0 and n_txt == 0:
-        raise EmbeddingsFileError(f"{source}: no image rows and no text rows: an embeddings file must hold "
-                                  "at least one embedding", path=_path_of(source))
+        raise EmbeddingsFileError(
+            f"{source}: no image rows and no text rows: an embeddings file must hold at least one embedding",
+            path=_path_of(source),
+        )
     _check_meta(emb, n_img, n_txt, source)
     check_zero_norm("image", emb.image, emb.image_id, source)
     check_zero_norm("text", emb.text, emb.text_id, source)
@@ -256,10 +277,15 @@ def write_embeddings(path: str | os.PathLike, emb: Embeddings) -> Path:
         with h5py.File(tmp, "w") as f:
             d = emb.dim if (emb.image.size or emb.text.size) else 0
             for mod in MODALITIES:
-                arr = np.asarray(getattr(emb, mod), dtype=np.float32).reshape(-1, d) if d else np.zeros((0, 0), np.float32)
+                arr = (
+                    np.asarray(getattr(emb, mod), dtype=np.float32).reshape(-1, d)
+                    if d
+                    else np.zeros((0, 0), np.float32)
+                )
                 g = f.create_group(mod)
                 g.create_dataset(
-                    "embedding", data=arr,
+                    "embedding",
+                    data=arr,
                     chunks=(min(max(len(arr), 1), 4096), max(d, 1)) if arr.size else None,
                 )
                 ids = _as_id_array(emb.image_id if mod == "image" else emb.text_id)
@@ -282,8 +308,11 @@ def _decode(arr: np.ndarray) -> np.ndarray:
 
 
 def _corrupt(path, e: Exception) -> EmbeddingsFileError:
-    return EmbeddingsFileError(f"{path}: not a readable HDF5 embeddings file (truncated or corrupt?): "
-                               f"{type(e).__name__}: {e}", path=path, corrupt=True)
+    return EmbeddingsFileError(
+        f"{path}: not a readable HDF5 embeddings file (truncated or corrupt?): {type(e).__name__}: {e}",
+        path=path,
+        corrupt=True,
+    )
 
 
 @contextmanager
@@ -322,8 +351,7 @@ def read_attrs(path: str | os.PathLike) -> dict:
         return _attrs(f)
 
 
-_KEYS = ("image/embedding", "image/id", "image/file", "text/embedding", "text/id", "text/image_index",
-         "text/caption")
+_KEYS = ("image/embedding", "image/id", "image/file", "text/embedding", "text/id", "text/image_index", "text/caption")
 
 
 def read_embeddings(path: str | os.PathLike, modalities=MODALITIES, *, validate: bool = True) -> Embeddings:
@@ -352,9 +380,12 @@ def read_embeddings(path: str | os.PathLike, modalities=MODALITIES, *, validate:
             else:
                 arrays[mod] = np.zeros((0, shapes[mod][1]), np.float32)
         emb = Embeddings(
-            image=arrays["image"], text=arrays["text"],
-            image_id=_decode(ds["image/id"][()]), image_file=_decode(ds["image/file"][()]),
-            text_id=_decode(ds["text/id"][()]), text_image_index=ds["text/image_index"][()],
+            image=arrays["image"],
+            text=arrays["text"],
+            image_id=_decode(ds["image/id"][()]),
+            image_file=_decode(ds["image/file"][()]),
+            text_id=_decode(ds["text/id"][()]),
+            text_image_index=ds["text/image_index"][()],
             caption=_decode(ds["text/caption"][()]),
             attrs=_attrs(f),
         )
@@ -363,8 +394,11 @@ def read_embeddings(path: str | os.PathLike, modalities=MODALITIES, *, validate:
         return emb
     n_img, n_txt = shapes["image"][0], shapes["text"][0]
     if n_img and n_txt and shapes["image"][1] != shapes["text"][1]:
-        raise EmbeddingsFileError(f"{path}: image embeddings have width {shapes['image'][1]} but text "
-                                  f"embeddings have width {shapes['text'][1]}", path=path)
+        raise EmbeddingsFileError(
+            f"{path}: image embeddings have width {shapes['image'][1]} but text "
+            f"embeddings have width {shapes['text'][1]}",
+            path=path,
+        )
     _check_meta(emb, n_img, n_txt, str(path))
     emb.text_image_index = np.asarray(emb.text_image_index).astype(np.int64)
     for mod in MODALITIES:
@@ -382,9 +416,7 @@ def count_rows(path: str | os.PathLike, modality: str) -> tuple[int, int]:
     return int(shape[0]), int(shape[1]) if len(shape) > 1 else 0
 
 
-def iter_embedding_chunks(
-    path: str | os.PathLike, modality: str, chunk_rows: int = 65536
-) -> Iterator[np.ndarray]:
+def iter_embedding_chunks(path: str | os.PathLike, modality: str, chunk_rows: int = 65536) -> Iterator[np.ndarray]:
     """Yield float64 row blocks of one modality, so a stage can stream a file larger than memory.
 
     Each block is checked as it is read: a NaN/inf or zero-norm row raises
@@ -397,26 +429,28 @@ def iter_embedding_chunks(
         ds = _dataset(f, path, f"{modality}/embedding")
         check_numeric(f"/{modality}/embedding", np.empty(0, ds.dtype), str(path))
         for start in range(0, ds.shape[0], chunk_rows):
-            x = ds[start:start + chunk_rows].astype(np.float64)
+            x = ds[start : start + chunk_rows].astype(np.float64)
             bad = ~np.isfinite(x)
             if bad.any():
                 r = int(np.argwhere(bad)[0][0]) + start
-                raise EmbeddingsFileError(f"{path}: /{modality}/embedding has NaN/inf value(s); first in row {r}",
-                                          path=path)
+                raise EmbeddingsFileError(
+                    f"{path}: /{modality}/embedding has NaN/inf value(s); first in row {r}", path=path
+                )
             zero = zero_norm_rows(x)
             if zero.size:
                 ids = zero[:10] + start
                 if f"{modality}/id" in f and len(f[f"{modality}/id"]) == ds.shape[0]:
-                    ids = _decode(f[f"{modality}/id"][start:start + chunk_rows][zero[:10]])
+                    ids = _decode(f[f"{modality}/id"][start : start + chunk_rows][zero[:10]])
                 ids = [x.item() if isinstance(x, np.generic) else x for x in ids]
                 raise EmbeddingsFileError(
                     f"{path}: /{modality}/embedding has zero-norm row(s) (ids {ids}, first in row "
-                    f"{int(zero[0]) + start}); embeddings files never hold zero-norm rows", path=path)
+                    f"{int(zero[0]) + start}); embeddings files never hold zero-norm rows",
+                    path=path,
+                )
             yield x
 
 
-def check_rows_vary(path: str | os.PathLike, stage: str, modalities=MODALITIES,
-                    chunk_rows: int = 65536) -> None:
+def check_rows_vary(path: str | os.PathLike, stage: str, modalities=MODALITIES, chunk_rows: int = 65536) -> None:
     """Raise :class:`EmbeddingsFileError` when every row of a modality (two or more rows) is the
     same vector: no spread, so separability, covariance, shifts to the mean and SLERP are undefined.
 
@@ -435,4 +469,6 @@ def check_rows_vary(path: str | os.PathLike, stage: str, modalities=MODALITIES,
             raise EmbeddingsFileError(
                 f"{path}: every one of the {n} {mod} rows is the same vector, so {stage} has nothing to "
                 f"measure; check the input (the same {'image' if mod == 'image' else 'caption'} throughout? "
-                "a model that ignores its input?)", path=path)
+                "a model that ignores its input?)",
+                path=path,
+            )

@@ -183,8 +183,10 @@ class ImageSource:
             if len(hits) == 1:
                 return hits[0]
             if hits:
-                raise BadImageError(f"ambiguous image name {name}: matches {len(hits)} members of "
-                                    f"{self.root}: {', '.join(sorted(hits))}")
+                raise BadImageError(
+                    f"ambiguous image name {name}: matches {len(hits)} members of "
+                    f"{self.root}: {', '.join(sorted(hits))}"
+                )
             raise BadImageError(f"image file missing: {name} (looked in {self.root})")
         if not self._inside_root(rel):
             raise UnsafePathError(f"image path leaves the image root (symlink?): {name} (root {self.root})")
@@ -270,8 +272,9 @@ def decode_image(data: bytes, label: str) -> Image.Image:
     try:
         return to_rgb(img)
     except Exception as e:
-        raise BadImageError(f"cannot convert image to RGB: {label} (mode {img.mode}; "
-                            f"{type(e).__name__}: {e})") from None
+        raise BadImageError(
+            f"cannot convert image to RGB: {label} (mode {img.mode}; {type(e).__name__}: {e})"
+        ) from None
 
 
 def sha256_hex(data: bytes) -> str:

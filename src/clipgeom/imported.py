@@ -30,8 +30,16 @@ from pathlib import Path
 import numpy as np
 
 from .data import sha256_file
-from .h5io import (Embeddings, EmbeddingsFileError, bad_rows, check_finite, check_index, check_numeric,
-                   read_embeddings, validate_arrays)
+from .h5io import (
+    Embeddings,
+    EmbeddingsFileError,
+    bad_rows,
+    check_finite,
+    check_index,
+    check_numeric,
+    read_embeddings,
+    validate_arrays,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,27 +56,37 @@ def _pairs(image: np.ndarray, text: np.ndarray, tii: np.ndarray | None, source: 
     image = _float32("image", image, source)
     text = _float32("text", text, source)
     if image.ndim != 2 or text.ndim != 2:
-        raise EmbeddingsFileError(f"{source}: 'image' and 'text' must be 2-D, got {image.shape} and {text.shape}",
-                                  path=source)
+        raise EmbeddingsFileError(
+            f"{source}: 'image' and 'text' must be 2-D, got {image.shape} and {text.shape}", path=source
+        )
     if image.shape[1] != text.shape[1]:
-        raise EmbeddingsFileError(f"{source}: image embeddings have width {image.shape[1]} but text "
-                                  f"embeddings have width {text.shape[1]}", path=source)
+        raise EmbeddingsFileError(
+            f"{source}: image embeddings have width {image.shape[1]} but text embeddings have width {text.shape[1]}",
+            path=source,
+        )
     if tii is None:
         if len(image) != len(text):
-            raise EmbeddingsFileError(f"{source}: {len(image)} images but {len(text)} captions and no "
-                                      "'text_image_index' to pair them", path=source)
+            raise EmbeddingsFileError(
+                f"{source}: {len(image)} images but {len(text)} captions and no 'text_image_index' to pair them",
+                path=source,
+            )
         tii = np.arange(len(text))
     tii = np.asarray(tii)
     if tii.shape != (len(text),):
-        raise EmbeddingsFileError(f"{source}: 'text_image_index' has shape {tii.shape}, expected ({len(text)},)",
-                                  path=source)
+        raise EmbeddingsFileError(
+            f"{source}: 'text_image_index' has shape {tii.shape}, expected ({len(text)},)", path=source
+        )
     tii = check_index(tii, len(image), source, name="'text_image_index'")
     n = len(image)
     return Embeddings(
-        image=image, text=text,
-        image_id=np.arange(n), image_file=np.asarray([""] * n, dtype=object),
-        text_id=np.arange(len(text)), text_image_index=tii,
-        caption=np.asarray([""] * len(text), dtype=object), attrs={},
+        image=image,
+        text=text,
+        image_id=np.arange(n),
+        image_file=np.asarray([""] * n, dtype=object),
+        text_id=np.arange(len(text)),
+        text_image_index=tii,
+        caption=np.asarray([""] * len(text), dtype=object),
+        attrs={},
     )
 
 
@@ -76,11 +94,15 @@ def _npz_array(z, key: str, path: Path) -> np.ndarray:
     try:
         return z[key]
     except ValueError as e:  # object arrays need pickle: refused
-        raise EmbeddingsFileError(f"{path}: array '{key}' has dtype object (saved with pickling); "
-                                  "embeddings must be real numbers (float or integer)", path=path) from e
+        raise EmbeddingsFileError(
+            f"{path}: array '{key}' has dtype object (saved with pickling); "
+            "embeddings must be real numbers (float or integer)",
+            path=path,
+        ) from e
     except (OSError, zipfile.BadZipFile, EOFError) as e:
-        raise EmbeddingsFileError(f"{path}: array '{key}' cannot be read ({type(e).__name__}: {e})",
-                                  path=path, corrupt=True) from e
+        raise EmbeddingsFileError(
+            f"{path}: array '{key}' cannot be read ({type(e).__name__}: {e})", path=path, corrupt=True
+        ) from e
 
 
 def _load(path: Path) -> Embeddings:
@@ -89,27 +111,36 @@ def _load(path: Path) -> Embeddings:
         try:
             z = np.load(path, allow_pickle=False)
         except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-            raise EmbeddingsFileError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})",
-                                      path=path, corrupt=True) from e
+            raise EmbeddingsFileError(
+                f"{path}: not a readable .npz file ({type(e).__name__}: {e})", path=path, corrupt=True
+            ) from e
         if not isinstance(z, np.lib.npyio.NpzFile):
             raise EmbeddingsFileError(f"{path}: not an .npz archive (holds a single array)", path=path)
         with z:
             for key in ("image", "text"):
                 if key not in z:
                     raise EmbeddingsFileError(f"{path}: missing array '{key}' (has {sorted(z.files)})", path=path)
-            return _pairs(_npz_array(z, "image", path), _npz_array(z, "text", path),
-                          _npz_array(z, "text_image_index", path) if "text_image_index" in z else None, str(path))
+            return _pairs(
+                _npz_array(z, "image", path),
+                _npz_array(z, "text", path),
+                _npz_array(z, "text_image_index", path) if "text_image_index" in z else None,
+                str(path),
+            )
     if suffix == ".npy":
         try:
             arr = np.load(path, allow_pickle=False)
         except ValueError as e:
             if "allow_pickle" in str(e):
-                raise EmbeddingsFileError(f"{path}: the array has dtype object (saved with pickling); embeddings "
-                                          "must be real numbers (float or integer)", path=path) from e
+                raise EmbeddingsFileError(
+                    f"{path}: the array has dtype object (saved with pickling); embeddings "
+                    "must be real numbers (float or integer)",
+                    path=path,
+                ) from e
             raise EmbeddingsFileError(f"{path}: not a readable .npy file ({e})", path=path, corrupt=True) from e
         except (OSError, EOFError) as e:
-            raise EmbeddingsFileError(f"{path}: not a readable .npy file ({type(e).__name__}: {e})",
-                                      path=path, corrupt=True) from e
+            raise EmbeddingsFileError(
+                f"{path}: not a readable .npy file ({type(e).__name__}: {e})", path=path, corrupt=True
+            ) from e
         if arr.ndim != 3 or arr.shape[0] != 2:
             raise EmbeddingsFileError(f"{path}: expected shape (2, N, d), got {arr.shape}", path=path)
         check_numeric("the array", arr, str(path))
@@ -151,7 +182,9 @@ def apply_bad_row_policy(emb: Embeddings, policy: str, source: str, stage: str) 
                     f"{source}: {mod} embeddings have {len(rows)} {bad[rows[0]].replace(' embedding', '')} row(s) "
                     f"(ids {[_jsonable_id(ids[r]) for r in rows[:10]]}{' ...' if len(rows) > 10 else ''}); "
                     "embeddings files never hold zero-norm or non-finite rows "
-                    "(set on_bad_item: skip to drop and list them)", path=None if source.startswith("<") else source)
+                    "(set on_bad_item: skip to drop and list them)",
+                    path=None if source.startswith("<") else source,
+                )
     rejects = []
     keep_img = np.asarray([i for i in range(len(emb.image)) if i not in bad_img], dtype=np.int64)
     for r in sorted(bad_img):
@@ -162,12 +195,18 @@ def apply_bad_row_policy(emb: Embeddings, policy: str, source: str, stage: str) 
     idx = np.asarray(emb.text_image_index, dtype=np.int64)
     for j in range(len(emb.text)):
         if j in bad_txt:
-            rejects.append({"kind": "caption", "item": _jsonable_id(emb.text_id[j]), "reason": bad_txt[j],
-                            "stage": stage})
+            rejects.append(
+                {"kind": "caption", "item": _jsonable_id(emb.text_id[j]), "reason": bad_txt[j], "stage": stage}
+            )
         elif idx[j] >= 0 and idx[j] in bad_img:
-            rejects.append({"kind": "caption", "item": _jsonable_id(emb.text_id[j]),
-                            "reason": f"its image {_jsonable_id(emb.image_id[idx[j]])!r} was rejected "
-                                      f"({bad_img[int(idx[j])]})", "stage": stage})
+            rejects.append(
+                {
+                    "kind": "caption",
+                    "item": _jsonable_id(emb.text_id[j]),
+                    "reason": f"its image {_jsonable_id(emb.image_id[idx[j]])!r} was rejected ({bad_img[int(idx[j])]})",
+                    "stage": stage,
+                }
+            )
         else:
             keep_txt.append(j)
     keep_txt = np.asarray(keep_txt, dtype=np.int64)
@@ -175,19 +214,24 @@ def apply_bad_row_policy(emb: Embeddings, policy: str, source: str, stage: str) 
         log.warning("%s: dropped %s %r: %s", source, r["kind"], r["item"], r["reason"])
     d = emb.image.shape[1] if emb.image.ndim == 2 else emb.text.shape[1]
     kept = Embeddings(
-        image=emb.image[keep_img].reshape(-1, d), text=emb.text[keep_txt].reshape(-1, d),
-        image_id=np.asarray(emb.image_id)[keep_img], image_file=np.asarray(emb.image_file, dtype=object)[keep_img],
+        image=emb.image[keep_img].reshape(-1, d),
+        text=emb.text[keep_txt].reshape(-1, d),
+        image_id=np.asarray(emb.image_id)[keep_img],
+        image_file=np.asarray(emb.image_file, dtype=object)[keep_img],
         text_id=np.asarray(emb.text_id)[keep_txt],
         text_image_index=np.where(idx[keep_txt] >= 0, new_index[np.maximum(idx[keep_txt], 0)], -1)
-        if len(keep_txt) else np.zeros(0, np.int64),
-        caption=np.asarray(emb.caption, dtype=object)[keep_txt], attrs=dict(emb.attrs),
+        if len(keep_txt)
+        else np.zeros(0, np.int64),
+        caption=np.asarray(emb.caption, dtype=object)[keep_txt],
+        attrs=dict(emb.attrs),
     )
     for mod, n_in, n_out in (("image", len(emb.image), len(kept.image)), ("caption", len(emb.text), len(kept.text))):
         if n_in and not n_out:
             raise EmbeddingsFileError(
                 f"{source}: every {mod} was rejected ({n_in} of {n_in}; {len(rejects)} rejects, first: "
                 f"{rejects[0]['kind']} {rejects[0]['item']!r}: {rejects[0]['reason']}); nothing left to write",
-                path=None if source.startswith("<") else source)
+                path=None if source.startswith("<") else source,
+            )
     return kept, rejects
 
 
@@ -202,8 +246,9 @@ def _prior_rejects(attrs: dict) -> list[dict]:
     return [dict(r, stage=r.get("stage", STAGE)) for r in items if isinstance(r, dict)]
 
 
-def import_embeddings(path: str | os.PathLike, *, dataset: str, model: str, logit_scale: float,
-                      policy: str = "error") -> Embeddings:
+def import_embeddings(
+    path: str | os.PathLike, *, dataset: str, model: str, logit_scale: float, policy: str = "error"
+) -> Embeddings:
     """Read a precomputed embeddings file into an :class:`Embeddings` with provenance attrs.
 
     ``policy`` is the dataset's ``on_bad_item`` (``"error"`` or ``"skip"``) for NaN/inf and
@@ -221,16 +266,28 @@ def import_embeddings(path: str | os.PathLike, *, dataset: str, model: str, logi
     norms = np.concatenate([np.linalg.norm(emb.image, axis=1), np.linalg.norm(emb.text, axis=1)])
     unit = bool(norms.size and np.allclose(norms, 1.0, atol=1e-3))
     if unit:
-        log.warning("%s: every row has unit norm: these are NORMALISED embeddings; raw norms are lost, "
-                    "so norm-based results (thin shell, distance from origin) describe the sphere, not CLIP", path)
+        log.warning(
+            "%s: every row has unit norm: these are NORMALISED embeddings; raw norms are lost, "
+            "so norm-based results (thin shell, distance from origin) describe the sphere, not CLIP",
+            path,
+        )
     attrs = dict(emb.attrs)
     all_rejects = prior + rejects
-    attrs.update({
-        "model": model, "pretrained": attrs.get("pretrained", "imported"), "dataset": dataset,
-        "logit_scale": float(logit_scale), "normalized": unit, "source_file": str(path),
-        "input_checksum": sha256_file(path), "imported": True,
-        "embed_dim": int(emb.image.shape[1] if emb.image.size else emb.text.shape[1]),
-        "rejects": json.dumps(all_rejects), "n_rejected": len(all_rejects), "on_bad_item": policy,
-    })
+    attrs.update(
+        {
+            "model": model,
+            "pretrained": attrs.get("pretrained", "imported"),
+            "dataset": dataset,
+            "logit_scale": float(logit_scale),
+            "normalized": unit,
+            "source_file": str(path),
+            "input_checksum": sha256_file(path),
+            "imported": True,
+            "embed_dim": int(emb.image.shape[1] if emb.image.size else emb.text.shape[1]),
+            "rejects": json.dumps(all_rejects),
+            "n_rejected": len(all_rejects),
+            "on_bad_item": policy,
+        }
+    )
     emb.attrs = attrs
     return emb

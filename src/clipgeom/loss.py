@@ -165,8 +165,9 @@ def _terms_from_logits(s: np.ndarray) -> tuple[np.ndarray, ...]:
     return d, _lse(s, 1), _lse(s, 0), d >= s.max(axis=1), d >= s.max(axis=0)
 
 
-def direct_pair_terms(image, text, alphas, *, scale: float, mean: np.ndarray, geometry: str = "cosine",
-                      shift: str = "image") -> PairTerms:
+def direct_pair_terms(
+    image, text, alphas, *, scale: float, mean: np.ndarray, geometry: str = "cosine", shift: str = "image"
+) -> PairTerms:
     """Reference for the sweep: for every alpha shift one modality (Eq. 9), re-form the logits from scratch
     (:func:`logits`, renormalising for cosine) and take full float64 log-sum-exps. O(alpha * M^2 * d)."""
     if shift not in SHIFTS:
@@ -174,11 +175,12 @@ def direct_pair_terms(image, text, alphas, *, scale: float, mean: np.ndarray, ge
     x = np.asarray(image, np.float64)
     y = np.asarray(text, np.float64)
     alphas = np.asarray(alphas, np.float64)
-    out = [np.empty((len(alphas), len(x))) for _ in range(3)] + [np.empty((len(alphas), len(x)), bool)
-                                                                  for _ in range(2)]
+    out = [np.empty((len(alphas), len(x))) for _ in range(3)] + [
+        np.empty((len(alphas), len(x)), bool) for _ in range(2)
+    ]
     for a, alpha in enumerate(alphas):
         xs, ys = (shift_embeddings(x, mean, alpha), y) if shift == "image" else (x, shift_embeddings(y, mean, alpha))
-        for arr, val in zip(out, _terms_from_logits(logits(xs, ys, scale, geometry))):
+        for arr, val in zip(out, _terms_from_logits(logits(xs, ys, scale, geometry)), strict=False):
             arr[a] = val
     return PairTerms(alphas, *out)
 
@@ -201,30 +203,30 @@ class _Spec:
 def _make_spec(geometry, shift, alphas, scale, v, cdt, torch):
     """Eq. 9 in closed form: shifting by alpha changes dot products affinely and squared norms quadratically."""
     al = torch.as_tensor(alphas, dtype=torch.float64, device=v["device"])[:, None]  # (A, 1)
-    eps2 = _TINY_NORM ** 2
+    eps2 = _TINY_NORM**2
     if geometry == "cosine":
         nx, ny = v["nx"], v["ny"]
         if shift == "image":  # x' = x - a m:  S = scale * (x.y - a m.y) / (|x'| |y|),  base = x.y/|y|
             a, b, mm = v["a_image"], v["b_image"], v["mm_image"]
-            p = scale / torch.sqrt(torch.clamp(nx[None] - 2 * al * a[None] + al ** 2 * mm, min=eps2))
+            p = scale / torch.sqrt(torch.clamp(nx[None] - 2 * al * a[None] + al**2 * mm, min=eps2))
             q = 1.0 / torch.sqrt(torch.clamp(ny, min=eps2))
             return _Spec("cos_image", "Gq", col_add=-al * (b * q)[None], row_mul=p, cdt=cdt)
         # y' = y - a m: S = scale * (x.y - a x.m) / (|x| |y'|),  base = scale x.y/|x|
         a, b, mm = v["a_text"], v["b_text"], v["mm_text"]
         p0 = scale / torch.sqrt(torch.clamp(nx, min=eps2))
-        q = 1.0 / torch.sqrt(torch.clamp(ny[None] - 2 * al * b[None] + al ** 2 * mm, min=eps2))
+        q = 1.0 / torch.sqrt(torch.clamp(ny[None] - 2 * al * b[None] + al**2 * mm, min=eps2))
         return _Spec("cos_text", "Gp", row_add=-al * (a * p0)[None], col_mul=q, cdt=cdt)
     # Euclidean family, in coordinates translated by a common centre (distances do not change):
     # |x - a m - y|^2 = |x|^2 + |y|^2 - 2 x.y - 2a x.m + 2a y.m + a^2 |m|^2 (image shift); text: y - a m.
     nx, ny = v["nxc"], v["nyc"]
     if shift == "image":
         a, b, mm = v["ac_image"], v["bc_image"], v["mm_image"]
-        r = nx[None] - 2 * al * a[None] + al ** 2 * mm
+        r = nx[None] - 2 * al * a[None] + al**2 * mm
         c = ny[None] + 2 * al * b[None]
     else:
         a, b, mm = v["ac_text"], v["bc_text"], v["mm_text"]
         r = nx[None] + 2 * al * a[None]
-        c = ny[None] - 2 * al * b[None] + al ** 2 * mm
+        c = ny[None] - 2 * al * b[None] + al**2 * mm
     if geometry == "sq_euclidean":  # base = 2 scale x.y
         return _Spec("sq", "H2", row_add=-scale * r, col_add=-scale * c, cdt=cdt)
     if geometry == "euclidean":  # base = -2 x.y
@@ -300,8 +302,9 @@ def _shifted_block(spec, a, base, rows, j0, out, need_colmax, torch):
         if need_colmax:
             colmax, dcmp = -torch.amin(out, dim=0), -dt
         r = tmin * spec.post
-        torch.addcmul((-r)[:, None], out, torch.full((1, 1), spec.post, dtype=out.dtype, device=out.device),
-                      out=out).clamp_(min=_EXP_FLOOR)
+        torch.addcmul(
+            (-r)[:, None], out, torch.full((1, 1), spec.post, dtype=out.dtype, device=out.device), out=out
+        ).clamp_(min=_EXP_FLOOR)
         return r.double(), dt.double() * spec.post, i2t, colmax, dcmp
     # generic: materialise S
     _block_logits(spec, a, base, rows, slice(None), out, torch)
@@ -327,10 +330,23 @@ SERIAL_BELOW = 1 << 22
 _EXP_FLOOR = -80.0  # M^2 below this: one thread (a thread wake-up costs more than the work it gets)
 
 
-def sweep_pair_terms(image, text, alphas, *, scale: float, means: dict, geometries=("cosine",),
-                     shifts=SHIFTS, row_block: int | None = None, threads: int | None = None,
-                     device: str = "cpu", dtype: str = "float32", text_to_image: bool = True,
-                     two_exp: str | bool = "auto", kernel: str = "auto") -> dict:
+def sweep_pair_terms(
+    image,
+    text,
+    alphas,
+    *,
+    scale: float,
+    means: dict,
+    geometries=("cosine",),
+    shifts=SHIFTS,
+    row_block: int | None = None,
+    threads: int | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
+    text_to_image: bool = True,
+    two_exp: str | bool = "auto",
+    kernel: str = "auto",
+) -> dict:
     """The alpha sweep of Eq. 9 for every geometry and shifted modality at once: ``{(geometry, shift): PairTerms}``.
 
     ``means = {"image": m_i, "text": m_t}`` (raw means over the whole set). One pass over row blocks of
@@ -345,7 +361,8 @@ def sweep_pair_terms(image, text, alphas, *, scale: float, means: dict, geometri
     by its own maximum; ``info["fallback_columns"]`` counts them. ``two_exp`` (default ``"auto"``: the
     Euclidean geometries) instead takes a second exp pass per alpha shifted by each block's column maxima,
     exact for any logit range. Memory is O(row_block * M). ``threads`` sets torch's thread count (and the
-    fused kernel's number of row chunks) for the call (restored after); batches with fewer than 2048 pairs run on one thread.
+    fused kernel's number of row chunks) for the call (restored after); batches with fewer than 2048 pairs
+    run on one thread.
 
     ``kernel``: on CPU in float32 the per-alpha work of a block runs in one fused compiled loop
     (:mod:`clipgeom.sweep_kernel`, numba) instead of ~9 torch passes; ``"torch"`` forces the torch ops
@@ -375,14 +392,44 @@ def sweep_pair_terms(image, text, alphas, *, scale: float, means: dict, geometri
     fused = _use_fused(kernel, dev, cdt, torch)
     try:
         with torch.no_grad():
-            return _sweep(torch, image, text, np.asarray(alphas, np.float64), float(scale), means, geometries,
-                          shifts, row_block, dev, cdt, bool(text_to_image), two_exp, fused, n_threads)
+            return _sweep(
+                torch,
+                image,
+                text,
+                np.asarray(alphas, np.float64),
+                float(scale),
+                means,
+                geometries,
+                shifts,
+                row_block,
+                dev,
+                cdt,
+                bool(text_to_image),
+                two_exp,
+                fused,
+                n_threads,
+            )
     finally:
         torch.set_num_threads(old_threads)
 
 
-def _sweep(torch, image, text, alphas, scale, means, geometries, shifts, row_block, dev, cdt, need_colmax,
-           two_exp="auto", fused=False, n_threads=1):
+def _sweep(
+    torch,
+    image,
+    text,
+    alphas,
+    scale,
+    means,
+    geometries,
+    shifts,
+    row_block,
+    dev,
+    cdt,
+    need_colmax,
+    two_exp="auto",
+    fused=False,
+    n_threads=1,
+):
     f64 = torch.float64
     x64 = torch.as_tensor(np.asarray(image, np.float64), device=dev)
     y64 = torch.as_tensor(np.asarray(text, np.float64), device=dev)
@@ -402,8 +449,8 @@ def _sweep(torch, image, text, alphas, scale, means, geometries, shifts, row_blo
     for s in shifts:
         v[f"mm_{s}"] = float(m[s] @ m[s])
         v[f"a_{s}"], v[f"b_{s}"] = x64 @ m[s], y64 @ m[s]
-    p0 = scale / torch.sqrt(torch.clamp(v["nx"], min=_TINY_NORM ** 2))
-    qf = 1.0 / torch.sqrt(torch.clamp(v["ny"], min=_TINY_NORM ** 2))
+    p0 = scale / torch.sqrt(torch.clamp(v["nx"], min=_TINY_NORM**2))
+    qf = 1.0 / torch.sqrt(torch.clamp(v["ny"], min=_TINY_NORM**2))
     if euc_needed:
         # Euclidean geometries work in coordinates translated by c (distances do not change), which keeps
         # the rounded products small: (x-c).(y-c) = x.y - x.c - y.c + c.c, from the same float64 product
@@ -442,22 +489,32 @@ def _sweep(torch, image, text, alphas, scale, means, geometries, shifts, row_blo
                 val = cache["Gc"] * (2.0 * scale if name == "H2" else -2.0)
             cache[name] = val.to(cdt)
             return cache[name]
+
         return get
 
     def new(dt=f64, fill=0.0):
         return torch.full((n_alpha, n), fill, dtype=dt, device=dev)
 
     two = {k: (k[0] != "cosine") if two_exp == "auto" else bool(two_exp) for k in combos}
-    acc = {k: dict(diag=new(), row_lse=new(), i2t=torch.zeros((n_alpha, n), dtype=torch.bool, device=dev),
-                   colsum=new(), colmax=new(cdt, -math.inf) if need_colmax else None,
-                   dcmp=new(cdt) if need_colmax else None,
-                   frame=new(f64, -math.inf) if two[k] else torch.full((n_alpha,), -math.inf, dtype=f64, device=dev))
-           for k in combos}
+    acc = {
+        k: dict(
+            diag=new(),
+            row_lse=new(),
+            i2t=torch.zeros((n_alpha, n), dtype=torch.bool, device=dev),
+            colsum=new(),
+            colmax=new(cdt, -math.inf) if need_colmax else None,
+            dcmp=new(cdt) if need_colmax else None,
+            frame=new(f64, -math.inf) if two[k] else torch.full((n_alpha,), -math.inf, dtype=f64, device=dev),
+        )
+        for k in combos
+    }
     kname = "fused" if fused else "torch"
     if fused:
         vecs = {k: _kernel_vectors(specs[k], n_alpha, n) for k in combos}
-        views = {k: {name: (t.numpy() if t is not None else np.empty((1, 1), np.float32))
-                     for name, t in acc[k].items()} for k in combos}
+        views = {
+            k: {name: (t.numpy() if t is not None else np.empty((1, 1), np.float32)) for name, t in acc[k].items()}
+            for k in combos
+        }
     buf = None if fused else torch.empty((block, n), dtype=cdt, device=dev)
     buf2 = torch.empty((block, n), dtype=cdt, device=dev) if any(two.values()) and not fused else None
     for j0 in range(0, n, block):
@@ -469,8 +526,9 @@ def _sweep(torch, image, text, alphas, scale, means, geometries, shifts, row_blo
             spec, st = specs[k], acc[k]
             base = get(spec.base)
             if fused:
-                sweep_kernel.run_block(spec.kind, base.numpy(), j0, vecs[k], spec.post or 0.0, two[k], need_colmax,
-                                       n_threads, views[k])
+                sweep_kernel.run_block(
+                    spec.kind, base.numpy(), j0, vecs[k], spec.post or 0.0, two[k], need_colmax, n_threads, views[k]
+                )
                 continue
             if two[k]:
                 for a in range(n_alpha):
@@ -504,11 +562,22 @@ def _sweep(torch, image, text, alphas, scale, means, geometries, shifts, row_blo
         st = acc[k]
         if two[k]:  # exact per-column frames: nothing to recompute
             t2i = st["dcmp"] >= st["colmax"] if need_colmax else torch.zeros_like(st["i2t"])
-            out[k] = PairTerms(alphas.copy(), st["diag"].cpu().numpy(), st["row_lse"].cpu().numpy(),
-                               (st["frame"] + torch.log(st["colsum"])).cpu().numpy(), st["i2t"].cpu().numpy(),
-                               t2i.cpu().numpy(),
-                               info={"fallback_columns": 0, "row_block": block, "dtype": str(cdt).split(".")[-1],
-                                     "text_to_image": need_colmax, "two_exp": True, "kernel": kname})
+            out[k] = PairTerms(
+                alphas.copy(),
+                st["diag"].cpu().numpy(),
+                st["row_lse"].cpu().numpy(),
+                (st["frame"] + torch.log(st["colsum"])).cpu().numpy(),
+                st["i2t"].cpu().numpy(),
+                t2i.cpu().numpy(),
+                info={
+                    "fallback_columns": 0,
+                    "row_block": block,
+                    "dtype": str(cdt).split(".")[-1],
+                    "text_to_image": need_colmax,
+                    "two_exp": True,
+                    "kernel": kname,
+                },
+            )
             continue
         col_lse = st["frame"][:, None] + torch.log(st["colsum"])
         if need_colmax:
@@ -523,10 +592,22 @@ def _sweep(torch, image, text, alphas, scale, means, geometries, shifts, row_blo
         if n_flag:
             cols = torch.nonzero(flagged.any(0)).flatten()
             col_lse[:, cols] = _exact_columns(torch, specs[k], cols, n, block, bases_for, cdt, n_alpha, dev)
-        out[k] = PairTerms(alphas.copy(), st["diag"].cpu().numpy(), st["row_lse"].cpu().numpy(),
-                           col_lse.cpu().numpy(), st["i2t"].cpu().numpy(), t2i.cpu().numpy(),
-                           info={"fallback_columns": n_flag, "row_block": block, "dtype": str(cdt).split(".")[-1],
-                                 "text_to_image": need_colmax, "two_exp": False, "kernel": kname})
+        out[k] = PairTerms(
+            alphas.copy(),
+            st["diag"].cpu().numpy(),
+            st["row_lse"].cpu().numpy(),
+            col_lse.cpu().numpy(),
+            st["i2t"].cpu().numpy(),
+            t2i.cpu().numpy(),
+            info={
+                "fallback_columns": n_flag,
+                "row_block": block,
+                "dtype": str(cdt).split(".")[-1],
+                "text_to_image": need_colmax,
+                "two_exp": False,
+                "kernel": kname,
+            },
+        )
     return out
 
 
@@ -545,14 +626,24 @@ def _kernel_vectors(spec, n_alpha, n) -> dict:
     """The spec's per-alpha vectors as the fused kernel takes them: float32 (A, M) ``ra, ca, rm, cm``
     (absent ones as 0 or 1) and float64 ``ra64`` (the row term of the squared Euclidean logits)."""
     out = {}
-    for name, key, fill in (("ra", "row_add", 0.0), ("ca", "col_add", 0.0), ("rm", "row_mul", 1.0),
-                            ("cm", "col_mul", 1.0)):
+    for name, key, fill in (
+        ("ra", "row_add", 0.0),
+        ("ca", "col_add", 0.0),
+        ("rm", "row_mul", 1.0),
+        ("cm", "col_mul", 1.0),
+    ):
         t = spec.c[key]
-        out[name] = (np.full((n_alpha, n), fill, np.float32) if t is None
-                     else np.ascontiguousarray(t.cpu().numpy(), dtype=np.float32))
+        out[name] = (
+            np.full((n_alpha, n), fill, np.float32)
+            if t is None
+            else np.ascontiguousarray(t.cpu().numpy(), dtype=np.float32)
+        )
     ra64 = spec.f64["row_add"]
-    out["ra64"] = (np.ascontiguousarray(ra64.cpu().numpy(), dtype=np.float64) if ra64 is not None and spec.kind == "sq"
-                   else np.zeros((1, 1)))
+    out["ra64"] = (
+        np.ascontiguousarray(ra64.cpu().numpy(), dtype=np.float64)
+        if ra64 is not None and spec.kind == "sq"
+        else np.zeros((1, 1))
+    )
     return out
 
 
@@ -642,7 +733,7 @@ def make_batches(n: int, batch_size: int | None, n_batches: int | None, seed: in
     while len(out) < total:
         perm = rng.permutation(n)
         for i in range(min(per_perm, total - len(out))):
-            out.append(np.sort(perm[i * batch_size:(i + 1) * batch_size]))
+            out.append(np.sort(perm[i * batch_size : (i + 1) * batch_size]))
     return out
 
 
@@ -774,11 +865,24 @@ def shift_summary(alphas: np.ndarray, curves: dict) -> dict:
     }
 
 
-def alpha_sweep(image, text, alphas, *, scale: float, means: dict, geometries=GEOMETRIES, shifts=SHIFTS,
-                batches: list[np.ndarray] | None = None, correct_by: str = "image_to_text",
-                classify_at: str = "zero",
-                row_block: int | None = None, threads: int | None = None, device: str = "cpu",
-                dtype: str = "float32", text_to_image: bool = True) -> tuple[dict, dict]:
+def alpha_sweep(
+    image,
+    text,
+    alphas,
+    *,
+    scale: float,
+    means: dict,
+    geometries=GEOMETRIES,
+    shifts=SHIFTS,
+    batches: list[np.ndarray] | None = None,
+    correct_by: str = "image_to_text",
+    classify_at: str = "zero",
+    row_block: int | None = None,
+    threads: int | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
+    text_to_image: bool = True,
+) -> tuple[dict, dict]:
     """Eqs. 7-9 over an alpha grid for every geometry and shifted modality, pooled over ``batches``.
 
     ``image``/``text`` are the paired raw rows (pair j = row j of each); ``batches`` lists row indices
@@ -791,33 +895,47 @@ def alpha_sweep(image, text, alphas, *, scale: float, means: dict, geometries=GE
     terms = {(g, s): [] for g in geometries for s in shifts}
     fallback = 0
     for idx in batches:
-        res = sweep_pair_terms(image[idx], text[idx], alphas, scale=scale, means=means, geometries=geometries,
-                               shifts=shifts, row_block=row_block, threads=threads, device=device, dtype=dtype,
-                               text_to_image=text_to_image or correct_by != "image_to_text")
+        res = sweep_pair_terms(
+            image[idx],
+            text[idx],
+            alphas,
+            scale=scale,
+            means=means,
+            geometries=geometries,
+            shifts=shifts,
+            row_block=row_block,
+            threads=threads,
+            device=device,
+            dtype=dtype,
+            text_to_image=text_to_image or correct_by != "image_to_text",
+        )
         for k, t in res.items():
             terms[k].append(t)
             fallback += t.info["fallback_columns"]
     curves = {k: curves_from_terms(v, correct_by, classify_at) for k, v in terms.items()}
-    return curves, {"fallback_columns": fallback, "n_batches": len(batches),
-                    "batch_sizes": sorted({len(b) for b in batches})}
+    return curves, {
+        "fallback_columns": fallback,
+        "n_batches": len(batches),
+        "batch_sizes": sorted({len(b) for b in batches}),
+    }
 
 
 # ----------------------------------------------------------------------------- the stage
 DEFINITIONS = {
     "batch": "pairs (image j, text j); default one batch of every image with its first caption in annotation "
-             "order; with batch_size set, disjoint seeded random batches of that size, pooled",
+    "order; with batch_size set, disjoint seeded random batches of that size, pooled",
     "shift": "Eq. 9: v' = v - alpha * m, m the mean of the RAW embeddings of the shifted modality over every row "
-             "of embeddings.h5; the other modality is unchanged; cosine re-normalises after shifting",
+    "of embeddings.h5; the other modality is unchanged; cosine re-normalises after shifting",
     "loss": "Eq. 7 per pair j: -S[j,j] + 1/2 logsumexp_k S[j,k] + 1/2 logsumexp_k S[k,j] (rows images, columns "
-            "texts, softmax over the whole batch); alignment_loss = -S[j,j] (minus Eq. 8's alignment term "
-            "E_j[s_jj]), uniformity = the two half "
-            "log-sum-exps (Eq. 8); subset values are means over the subset's pairs",
+    "texts, softmax over the whole batch); alignment_loss = -S[j,j] (minus Eq. 8's alignment term "
+    "E_j[s_jj]), uniformity = the two half "
+    "log-sum-exps (Eq. 8); subset values are means over the subset's pairs",
     "correct": "a pair is correctly classified when its logit attains the maximum of its row (image_to_text), "
-               "of its column (text_to_image) or both, as set by correct_by; ties count as correct; "
-               "classify_at zero: the class at alpha = 0 (the same pairs at every alpha), each: at every alpha",
+    "of its column (text_to_image) or both, as set by correct_by; ties count as correct; "
+    "classify_at zero: the class at alpha = 0 (the same pairs at every alpha), each: at every alpha",
     "accuracy": "recall@1 inside the batch, image-to-text (accuracy_i2t) and text-to-image (accuracy_t2i)",
     "geometries": "cosine: S = scale cos(x, y); euclidean: S = -scale |x - y|; sq_euclidean: S = -scale |x - y|^2 "
-                  "(unnormalised vectors)",
+    "(unnormalised vectors)",
 }
 
 
@@ -870,21 +988,50 @@ def compute_alpha_sweep(path, p: dict, log=None, threads: int | None = None) -> 
     batches = make_batches(len(img_rows), p.get("batch_size"), p.get("n_batches"), int(p.get("seed", 0)))
     if len(batches) > 1 or len(batches[0]) < len(img_rows):
         left = len(img_rows) - len(np.unique(np.concatenate(batches)))
-        log.info("%d random batches of %d pairs (seed %s); %d pair(s) in no batch", len(batches),
-                 len(batches[0]), p.get("seed"), left)
+        log.info(
+            "%d random batches of %d pairs (seed %s); %d pair(s) in no batch",
+            len(batches),
+            len(batches[0]),
+            p.get("seed"),
+            left,
+        )
     device = _resolve_device(p.get("device", "cpu"))
-    log.info("alpha sweep: %d pairs, %d alphas in [%g, %g], geometries %s, logit scale %g (%s), device %s",
-             len(img_rows), len(alphas), alphas[0], alphas[-1], geometries, scale,
-             "config" if p.get("logit_scale") is not None else "embeddings.h5", device)
+    log.info(
+        "alpha sweep: %d pairs, %d alphas in [%g, %g], geometries %s, logit scale %g (%s), device %s",
+        len(img_rows),
+        len(alphas),
+        alphas[0],
+        alphas[-1],
+        geometries,
+        scale,
+        "config" if p.get("logit_scale") is not None else "embeddings.h5",
+        device,
+    )
     t0 = time.perf_counter()
-    curves, info = alpha_sweep(emb.image[img_rows], emb.text[txt_rows], alphas, scale=scale, means=means,
-                               geometries=geometries, shifts=SHIFTS, batches=batches, correct_by=correct_by,
-                               classify_at=classify_at, row_block=p.get("row_block"), threads=threads, device=device,
-                               dtype=p.get("dtype", "float32"), text_to_image=text_to_image)
+    curves, info = alpha_sweep(
+        emb.image[img_rows],
+        emb.text[txt_rows],
+        alphas,
+        scale=scale,
+        means=means,
+        geometries=geometries,
+        shifts=SHIFTS,
+        batches=batches,
+        correct_by=correct_by,
+        classify_at=classify_at,
+        row_block=p.get("row_block"),
+        threads=threads,
+        device=device,
+        dtype=p.get("dtype", "float32"),
+        text_to_image=text_to_image,
+    )
     elapsed = time.perf_counter() - t0
     if info["fallback_columns"]:
-        log.warning("%d (alpha, column) log-sum-exps were recomputed exactly (logits spread too wide for the "
-                    "one-pass float sums)", info["fallback_columns"])
+        log.warning(
+            "%d (alpha, column) log-sum-exps were recomputed exactly (logits spread too wide for the "
+            "one-pass float sums)",
+            info["fallback_columns"],
+        )
     log.info("sweep took %.2f s", elapsed)
 
     def block(g):
@@ -895,10 +1042,17 @@ def compute_alpha_sweep(path, p: dict, log=None, threads: int | None = None) -> 
         summary.update(block("cosine"))
     else:
         log.warning("cosine is not among the geometries: the top-level summary keys are null")
-        summary.update({f"{s}_shift": {"argmin_alpha": {k: None for k in SUBSETS}, "loss_at_zero": None,
-                                        "accuracy_at_zero": None,
-                                        "trend_0_1": {"correct": None, "misclassified": None}}
-                        for s in SHIFTS})
+        summary.update(
+            {
+                f"{s}_shift": {
+                    "argmin_alpha": {k: None for k in SUBSETS},
+                    "loss_at_zero": None,
+                    "accuracy_at_zero": None,
+                    "trend_0_1": {"correct": None, "misclassified": None},
+                }
+                for s in SHIFTS
+            }
+        )
     for g in geometries:
         if g != "cosine":
             summary[g] = block(g)
@@ -907,8 +1061,13 @@ def compute_alpha_sweep(path, p: dict, log=None, threads: int | None = None) -> 
     for g in geometries:
         for s in SHIFTS:
             ss = shift_summary(alphas, curves[(g, s)])
-            log.info("%s, %s shift: loss at 0 = %.5f, argmin alpha all/correct/misclassified = %s/%s/%s", g, s,
-                     ss["loss_at_zero"], *(ss["argmin_alpha"][k] for k in SUBSETS))
+            log.info(
+                "%s, %s shift: loss at 0 = %.5f, argmin alpha all/correct/misclassified = %s/%s/%s",
+                g,
+                s,
+                ss["loss_at_zero"],
+                *(ss["argmin_alpha"][k] for k in SUBSETS),
+            )
     details = {
         "definitions": DEFINITIONS,
         "alphas": alphas,
@@ -917,17 +1076,24 @@ def compute_alpha_sweep(path, p: dict, log=None, threads: int | None = None) -> 
         "classify_at": classify_at,
         "caption_policy": p.get("caption_policy", "first"),
         "batches": {"n_batches": info["n_batches"], "batch_sizes": info["batch_sizes"]},
-        "means": {"image_norm": float(np.linalg.norm(means["image"])),
-                  "text_norm": float(np.linalg.norm(means["text"])),
-                  "gap": float(np.linalg.norm(means["image"] - means["text"]))},
+        "means": {
+            "image_norm": float(np.linalg.norm(means["image"])),
+            "text_norm": float(np.linalg.norm(means["text"])),
+            "gap": float(np.linalg.norm(means["image"] - means["text"])),
+        },
         "fallback_columns": info["fallback_columns"],
         "device": device,
         "seconds": elapsed,
         "curves": {g: {s: curves[(g, s)] for s in SHIFTS} for g in geometries},
     }
     cols = {"geometry": [], "shift": [], "alpha": []}
-    keys = [f"{q}_{s}" for q in CURVE_KEYS for s in SUBSETS] + ["n_pairs", "n_correct", "n_misclassified",
-                                                                 "accuracy_i2t", "accuracy_t2i"]
+    keys = [f"{q}_{s}" for q in CURVE_KEYS for s in SUBSETS] + [
+        "n_pairs",
+        "n_correct",
+        "n_misclassified",
+        "accuracy_i2t",
+        "accuracy_t2i",
+    ]
     cols.update({k: [] for k in keys})
     for g in geometries:
         for s in SHIFTS:

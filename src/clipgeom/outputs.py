@@ -12,16 +12,15 @@ import csv
 import json
 import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
 from . import atomic
 
 DEMO_NOTE = (
-    "DEMO RUN: synthetic shapes embedded by a tiny randomly initialised CLIP; "
-    "these numbers say nothing about CLIP."
+    "DEMO RUN: synthetic shapes embedded by a tiny randomly initialised CLIP; these numbers say nothing about CLIP."
 )
 
 
@@ -82,13 +81,12 @@ def write_csv(path: str | os.PathLike, columns: Mapping[str, Sequence]) -> None:
     names = list(columns)
     lengths = {len(columns[n]) for n in names}
     if len(lengths) > 1:
-        raise ValueError(f"{path}: CSV columns differ in length: "
-                         f"{ {n: len(columns[n]) for n in names} }")
+        raise ValueError(f"{path}: CSV columns differ in length: { {n: len(columns[n]) for n in names} }")
     with atomic.atomic_path(path) as tmp:
         with open(tmp, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(names)
-            for row in zip(*(columns[n] for n in names)):
+            for row in zip(*(columns[n] for n in names), strict=False):
                 w.writerow([_csv_cell(v) for v in row])
 
 
@@ -119,8 +117,15 @@ def save_figure(fig, *paths: str | os.PathLike, demo: bool = False) -> None:
     import matplotlib as mpl
 
     if demo:
-        fig.text(0.5, 0.005, "DEMO: tiny random model, numbers say nothing about CLIP",
-                 ha="center", va="bottom", fontsize=7, color="firebrick")
+        fig.text(
+            0.5,
+            0.005,
+            "DEMO: tiny random model, numbers say nothing about CLIP",
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            color="firebrick",
+        )
     try:
         _freeze_layout(fig)
         pad = mpl.rcParams["savefig.pad_inches"]
@@ -128,8 +133,11 @@ def save_figure(fig, *paths: str | os.PathLike, demo: bool = False) -> None:
             p = Path(p)
             fmt = p.suffix.lstrip(".").lower() or None
             if fmt == "png":
-                opts = {"dpi": PNG_DPI, "pil_kwargs": {"compress_level": PNG_COMPRESS_LEVEL},
-                        "bbox_inches": _tight_bbox_agg(fig, PNG_DPI).padded(pad)}
+                opts = {
+                    "dpi": PNG_DPI,
+                    "pil_kwargs": {"compress_level": PNG_COMPRESS_LEVEL},
+                    "bbox_inches": _tight_bbox_agg(fig, PNG_DPI).padded(pad),
+                }
             elif fmt == "pdf":  # images and rasterized artists at the figure's dpi, as before
                 opts = {"bbox_inches": _tight_bbox_pdf(fig).padded(pad)}
             else:

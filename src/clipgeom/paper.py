@@ -20,8 +20,8 @@ number); where the rendered text drops a minus sign, the LaTeX source in the tex
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 PAPER_SETUP = "MS-COCO val2017 × CLIP ViT-B/32 (open_clip ViT-B-32 / openai)"
 
@@ -81,120 +81,276 @@ def _above_null(ratio_key: str, p_key: str, p_max: float = 0.05):
     def test(flat):
         r, p = _num(flat, ratio_key), _num(flat, p_key)
         return None if r is None or p is None else (r > 1.0 and p <= p_max)
+
     return test
 
 
 _SVM = "5-fold CV accuracy of a linear SVM (standardised features)"
 _SHELL = "moments of ‖x~‖ over the modality's rows, x~ = v - m, with thin_shell.ddof (default 1, the paper's)"
-_REVERSE = ("least squares of the reverse regression cos(m, v) = a·C + b (the paper's a > 1 cannot be the forward "
-            "fit of Eq. 11, whose slope is about ‖ū‖ <= 1)")
+_REVERSE = (
+    "least squares of the reverse regression cos(m, v) = a·C + b (the paper's a > 1 cannot be the forward "
+    "fit of Eq. 11, whose slope is about ‖ū‖ <= 1)"
+)
 
 
 def _claims() -> tuple[Claim, ...]:
     out = []
     # --- §3 thin shell (Eqs. 1-4), images, centred
-    for name, value, tol, rel in (("mu_norm", 7.5873, 0.02, True), ("var_y", 0.1914, 0.15, True),
-                                  ("rms_norm", 7.6007, 0.02, True), ("rel_error", 0.0018, 0.001, False)):
-        out.append(Claim(f"thin_shell.image.{name}", "§3, Eqs. 1-4", f"images, centred: {name} = {value}",
-                         f"thin_shell.image.{name}", _SHELL, paper=value, tol=tol, rel=rel, needs_raw=True))
+    for name, value, tol, rel in (
+        ("mu_norm", 7.5873, 0.02, True),
+        ("var_y", 0.1914, 0.15, True),
+        ("rms_norm", 7.6007, 0.02, True),
+        ("rel_error", 0.0018, 0.001, False),
+    ):
+        out.append(
+            Claim(
+                f"thin_shell.image.{name}",
+                "§3, Eqs. 1-4",
+                f"images, centred: {name} = {value}",
+                f"thin_shell.image.{name}",
+                _SHELL,
+                paper=value,
+                tol=tol,
+                rel=rel,
+                needs_raw=True,
+            )
+        )
     for mod in ("image", "text"):
-        out.append(Claim(f"thin_shell.{mod}.is_thin", "§3, Eq. 3",
-                         f"{mod}: the centred embeddings lie on a thin shell (E‖x~‖ ≈ sqrt(E‖x~‖²))",
-                         f"thin_shell.{mod}.rel_error", _SHELL, test=_at_most(f"thin_shell.{mod}.rel_error", 0.01),
-                         test_text="rel_error <= 0.01", needs_raw=True))
+        out.append(
+            Claim(
+                f"thin_shell.{mod}.is_thin",
+                "§3, Eq. 3",
+                f"{mod}: the centred embeddings lie on a thin shell (E‖x~‖ ≈ sqrt(E‖x~‖²))",
+                f"thin_shell.{mod}.rel_error",
+                _SHELL,
+                test=_at_most(f"thin_shell.{mod}.rel_error", 0.01),
+                test_text="rel_error <= 0.01",
+                needs_raw=True,
+            )
+        )
     # --- §4 separability (Property 1, Eq. 5, Figs. 2-3)
     out += [
-        Claim("separability.svm_two_features", "§4, Property 1, Fig. 2",
-              "a linear SVM on two features separates image from text with 100% accuracy",
-              "separability.svm_top2_accuracy", _SVM + " on the two features of largest Sep (Eq. 5)",
-              test=_at_least("separability.svm_top2_accuracy", 0.99), test_text="accuracy >= 0.99",
-              baseline_key="separability.svm_random2_accuracy", paper_only=False),
-        Claim("separability.svm_top2_accuracy", "§4, Fig. 2", "SVM accuracy on features 93 and 134: 100%",
-              "separability.svm_top2_accuracy", _SVM + " on the two features of largest Sep",
-              paper=1.0, tol=0.005, baseline_key="separability.svm_random2_accuracy"),
-        Claim("separability.paper_features_svm", "§4, Fig. 2", "SVM accuracy on the paper's features 93 and 134",
-              "separability.paper_features.svm_accuracy", _SVM + " on separability.paper_features[:2]",
-              paper=1.0, tol=0.005, baseline_key="separability.svm_random2_accuracy"),
-        Claim("separability.top2_features", "§4, Fig. 2", "the two tag features are 93 and 134",
-              "separability.top2_features", "the two features of largest Sep (Eq. 5)", paper=[93, 134]),
-        Claim("separability.n_tag_features", "§4", "9 features act as modality tags",
-              "separability.n_tag_features", "count of features with Sep > separability.tag_threshold",
-              paper=9, never_comparable="the paper does not state its criterion; "
-              "separability.tag_threshold_for_paper_count gives the thresholds that reproduce 9"),
-        Claim("separability.kl_top_feature", "§4, Fig. 2", "KL between the modalities' distributions of feature 93 ≈ 301",
-              "separability.kl_top_feature", "Gaussian closed-form KL, image ‖ text, of the feature of largest Sep "
-              "(the paper's estimator is not stated; the closed form is the inferred one)",
-              paper=301.0, tol=0.25, rel=True),
+        Claim(
+            "separability.svm_two_features",
+            "§4, Property 1, Fig. 2",
+            "a linear SVM on two features separates image from text with 100% accuracy",
+            "separability.svm_top2_accuracy",
+            _SVM + " on the two features of largest Sep (Eq. 5)",
+            test=_at_least("separability.svm_top2_accuracy", 0.99),
+            test_text="accuracy >= 0.99",
+            baseline_key="separability.svm_random2_accuracy",
+            paper_only=False,
+        ),
+        Claim(
+            "separability.svm_top2_accuracy",
+            "§4, Fig. 2",
+            "SVM accuracy on features 93 and 134: 100%",
+            "separability.svm_top2_accuracy",
+            _SVM + " on the two features of largest Sep",
+            paper=1.0,
+            tol=0.005,
+            baseline_key="separability.svm_random2_accuracy",
+        ),
+        Claim(
+            "separability.paper_features_svm",
+            "§4, Fig. 2",
+            "SVM accuracy on the paper's features 93 and 134",
+            "separability.paper_features.svm_accuracy",
+            _SVM + " on separability.paper_features[:2]",
+            paper=1.0,
+            tol=0.005,
+            baseline_key="separability.svm_random2_accuracy",
+        ),
+        Claim(
+            "separability.top2_features",
+            "§4, Fig. 2",
+            "the two tag features are 93 and 134",
+            "separability.top2_features",
+            "the two features of largest Sep (Eq. 5)",
+            paper=[93, 134],
+        ),
+        Claim(
+            "separability.n_tag_features",
+            "§4",
+            "9 features act as modality tags",
+            "separability.n_tag_features",
+            "count of features with Sep > separability.tag_threshold",
+            paper=9,
+            never_comparable="the paper does not state its criterion; "
+            "separability.tag_threshold_for_paper_count gives the thresholds that reproduce 9",
+        ),
+        Claim(
+            "separability.kl_top_feature",
+            "§4, Fig. 2",
+            "KL between the modalities' distributions of feature 93 ≈ 301",
+            "separability.kl_top_feature",
+            "Gaussian closed-form KL, image ‖ text, of the feature of largest Sep "
+            "(the paper's estimator is not stated; the closed form is the inferred one)",
+            paper=301.0,
+            tol=0.25,
+            rel=True,
+        ),
         # --- §4 covariance and offset (Properties 3-5, Eq. 6, Fig. 5)
-        Claim("covariance.image.mean_to_std_ratio", "§4, Property 4", "images: ‖m_i‖ / ‖σ_i‖ = 0.94",
-              "covariance.image.mean_to_std_ratio", "norm of the raw mean over norm of the per-feature std vector",
-              paper=0.94, tol=0.05, rel=True, needs_raw=True),
-        Claim("covariance.text.mean_to_std_ratio", "§4, Property 4", "text: ‖m_t‖ / ‖σ_t‖ = 1.03",
-              "covariance.text.mean_to_std_ratio", "norm of the raw mean over norm of the per-feature std vector",
-              paper=1.03, tol=0.05, rel=True, needs_raw=True),
+        Claim(
+            "covariance.image.mean_to_std_ratio",
+            "§4, Property 4",
+            "images: ‖m_i‖ / ‖σ_i‖ = 0.94",
+            "covariance.image.mean_to_std_ratio",
+            "norm of the raw mean over norm of the per-feature std vector",
+            paper=0.94,
+            tol=0.05,
+            rel=True,
+            needs_raw=True,
+        ),
+        Claim(
+            "covariance.text.mean_to_std_ratio",
+            "§4, Property 4",
+            "text: ‖m_t‖ / ‖σ_t‖ = 1.03",
+            "covariance.text.mean_to_std_ratio",
+            "norm of the raw mean over norm of the per-feature std vector",
+            paper=1.03,
+            tol=0.05,
+            rel=True,
+            needs_raw=True,
+        ),
     ]
     for mod in ("image", "text"):
-        out.append(Claim(f"covariance.{mod}.tilted", "§4, Eq. 6, Fig. 5",
-                         f"{mod}: off-diagonal dominance is common → a tilted ellipsoid (strong correlations)",
-                         f"covariance.{mod}.odd_median_ratio_to_null",
-                         "median ODD (Eq. 6) over the median under a column-permutation null and a diagonal "
-                         "Gaussian with the same variances and N; p from the permutation null",
-                         test=_above_null(f"covariance.{mod}.odd_median_ratio_to_null", f"covariance.{mod}.odd_p_value"),
-                         test_text="median ODD above both nulls (ratio > 1) with permutation p <= 0.05",
-                         baseline_key=f"covariance.{mod}.odd_median_null_permutation", paper_only=False))
+        out.append(
+            Claim(
+                f"covariance.{mod}.tilted",
+                "§4, Eq. 6, Fig. 5",
+                f"{mod}: off-diagonal dominance is common → a tilted ellipsoid (strong correlations)",
+                f"covariance.{mod}.odd_median_ratio_to_null",
+                "median ODD (Eq. 6) over the median under a column-permutation null and a diagonal "
+                "Gaussian with the same variances and N; p from the permutation null",
+                test=_above_null(f"covariance.{mod}.odd_median_ratio_to_null", f"covariance.{mod}.odd_p_value"),
+                test_text="median ODD above both nulls (ratio > 1) with permutation p <= 0.05",
+                baseline_key=f"covariance.{mod}.odd_median_null_permutation",
+                paper_only=False,
+            )
+        )
     # --- §5 loss (Eqs. 7-9, Fig. 6, Property 6), image shift, cosine logits
     sw = "alpha_sweep.image_shift"
     out += [
-        Claim("alpha_sweep.total_lowest_near_zero", "§5, Fig. 6, Property 6",
-              "the total loss is lowest near α = 0 (CLIP as trained)", f"{sw}.argmin_alpha.all",
-              "argmin over the α grid of Eq. 7 on the whole set as one batch (image shift, Eq. 9)",
-              test=_abs_at_most(f"{sw}.argmin_alpha.all", 0.1), test_text="abs(argmin α) <= 0.1", paper_only=False),
-        Claim("alpha_sweep.correct_decreases", "§5, Fig. 6",
-              "the loss of correctly classified pairs decreases monotonically as α → 1",
-              f"{sw}.trend_0_1.correct", "Spearman ρ of the correct pairs' loss with α over α ∈ [0, 1]",
-              test=_at_most(f"{sw}.trend_0_1.correct", -0.9), test_text="ρ <= -0.9", paper_only=False),
-        Claim("alpha_sweep.misclassified_increases", "§5, Fig. 6",
-              "the loss of misclassified pairs increases as α → 1",
-              f"{sw}.trend_0_1.misclassified", "Spearman ρ of the misclassified pairs' loss with α over α ∈ [0, 1]",
-              test=_at_least(f"{sw}.trend_0_1.misclassified", 0.9), test_text="ρ >= 0.9", paper_only=False),
+        Claim(
+            "alpha_sweep.total_lowest_near_zero",
+            "§5, Fig. 6, Property 6",
+            "the total loss is lowest near α = 0 (CLIP as trained)",
+            f"{sw}.argmin_alpha.all",
+            "argmin over the α grid of Eq. 7 on the whole set as one batch (image shift, Eq. 9)",
+            test=_abs_at_most(f"{sw}.argmin_alpha.all", 0.1),
+            test_text="abs(argmin α) <= 0.1",
+            paper_only=False,
+        ),
+        Claim(
+            "alpha_sweep.correct_decreases",
+            "§5, Fig. 6",
+            "the loss of correctly classified pairs decreases monotonically as α → 1",
+            f"{sw}.trend_0_1.correct",
+            "Spearman ρ of the correct pairs' loss with α over α ∈ [0, 1]",
+            test=_at_most(f"{sw}.trend_0_1.correct", -0.9),
+            test_text="ρ <= -0.9",
+            paper_only=False,
+        ),
+        Claim(
+            "alpha_sweep.misclassified_increases",
+            "§5, Fig. 6",
+            "the loss of misclassified pairs increases as α → 1",
+            f"{sw}.trend_0_1.misclassified",
+            "Spearman ρ of the misclassified pairs' loss with α over α ∈ [0, 1]",
+            test=_at_least(f"{sw}.trend_0_1.misclassified", 0.9),
+            test_text="ρ >= 0.9",
+            paper_only=False,
+        ),
     ]
     # --- §6 conformity (Eqs. 10-11, Fig. 9) and KL matching (Figs. 10-11)
     for mod, a, b in (("image", 1.461, -0.002), ("text", 1.411, -0.008)):
         out += [
-            Claim(f"conformity.{mod}.pearson", "§6, Eq. 11, Fig. 9", f"{mod}: Pearson(C, Ĉ) = 0.9998",
-                  f"conformity.{mod}.pearson", "Pearson r of exact conformity (Eq. 10) with cos(m, v); on unit rows "
-                  "r = 1 exactly when m ∥ ū (see conformity.*.angle_mean_to_unit_mean_deg)",
-                  paper=0.9998, tol=0.001),
-            Claim(f"conformity.{mod}.inverse_a", "§6, Eq. 11", f"{mod}: a = {a}", f"conformity.{mod}.inverse_a",
-                  _REVERSE, paper=a, tol=0.05, rel=True),
-            Claim(f"conformity.{mod}.inverse_b", "§6, Eq. 11", f"{mod}: b = {b}", f"conformity.{mod}.inverse_b",
-                  _REVERSE, paper=b, tol=0.01),
-            Claim(f"conformity.{mod}.estimable", "§6, Eq. 11",
-                  f"{mod}: conformity is estimated almost perfectly from the cosine to the mean",
-                  f"conformity.{mod}.pearson", "Pearson r of C (Eq. 10) with cos(m, v)",
-                  test=_at_least(f"conformity.{mod}.pearson", 0.99), test_text="r >= 0.99", paper_only=False),
+            Claim(
+                f"conformity.{mod}.pearson",
+                "§6, Eq. 11, Fig. 9",
+                f"{mod}: Pearson(C, Ĉ) = 0.9998",
+                f"conformity.{mod}.pearson",
+                "Pearson r of exact conformity (Eq. 10) with cos(m, v); on unit rows "
+                "r = 1 exactly when m ∥ ū (see conformity.*.angle_mean_to_unit_mean_deg)",
+                paper=0.9998,
+                tol=0.001,
+            ),
+            Claim(
+                f"conformity.{mod}.inverse_a",
+                "§6, Eq. 11",
+                f"{mod}: a = {a}",
+                f"conformity.{mod}.inverse_a",
+                _REVERSE,
+                paper=a,
+                tol=0.05,
+                rel=True,
+            ),
+            Claim(
+                f"conformity.{mod}.inverse_b",
+                "§6, Eq. 11",
+                f"{mod}: b = {b}",
+                f"conformity.{mod}.inverse_b",
+                _REVERSE,
+                paper=b,
+                tol=0.01,
+            ),
+            Claim(
+                f"conformity.{mod}.estimable",
+                "§6, Eq. 11",
+                f"{mod}: conformity is estimated almost perfectly from the cosine to the mean",
+                f"conformity.{mod}.pearson",
+                "Pearson r of C (Eq. 10) with cos(m, v)",
+                test=_at_least(f"conformity.{mod}.pearson", 0.99),
+                test_text="r >= 0.99",
+                paper_only=False,
+            ),
         ]
     out += [
-        Claim("kl_matching.kl_at_zero", "§6, Figs. 10-11", "KL between image and text conformity at α = 0 ≈ 0.14",
-              "kl_matching.kl_at_zero", "histogram KL (shared bins, pseudocount) of image vs text conformity; "
-              "the paper's binning is not stated", paper=0.14, tol=0.07),
-        Claim("kl_matching.lowest_near_zero", "§6, Fig. 11",
-              "the conformity distributions match best near α = 0", "kl_matching.argmin_alpha",
-              "argmin over the α grid of the KL between shifted-image and text conformity",
-              test=_abs_at_most("kl_matching.argmin_alpha", 0.1), test_text="abs(argmin α) <= 0.1", paper_only=False),
-        Claim("prediction_1", "§6, Prediction 1", "common themes are embedded closer to the mean vector",
-              "concept_frequency", "needs each concept's training frequency (a model trained here)",
-              test=lambda flat: None, test_text="not measurable without training-set frequencies",
-              never_comparable="the training data of a pretrained CLIP cannot be counted"),
+        Claim(
+            "kl_matching.kl_at_zero",
+            "§6, Figs. 10-11",
+            "KL between image and text conformity at α = 0 ≈ 0.14",
+            "kl_matching.kl_at_zero",
+            "histogram KL (shared bins, pseudocount) of image vs text conformity; the paper's binning is not stated",
+            paper=0.14,
+            tol=0.07,
+        ),
+        Claim(
+            "kl_matching.lowest_near_zero",
+            "§6, Fig. 11",
+            "the conformity distributions match best near α = 0",
+            "kl_matching.argmin_alpha",
+            "argmin over the α grid of the KL between shifted-image and text conformity",
+            test=_abs_at_most("kl_matching.argmin_alpha", 0.1),
+            test_text="abs(argmin α) <= 0.1",
+            paper_only=False,
+        ),
+        Claim(
+            "prediction_1",
+            "§6, Prediction 1",
+            "common themes are embedded closer to the mean vector",
+            "concept_frequency",
+            "needs each concept's training frequency (a model trained here)",
+            test=lambda flat: None,
+            test_text="not measurable without training-set frequencies",
+            never_comparable="the training data of a pretrained CLIP cannot be counted",
+        ),
     ]
     # --- EuCLIP Fig. 2: the cone effect around [ROOT]
     for mod in ("image", "text"):
-        out.append(Claim(f"origin_distance.{mod}.cone", "EuCLIP, Fig. 2",
-                         f"{mod}: most CLIP embeddings lie within 0.5 of [ROOT] (scaled cosine distance)",
-                         f"origin_distance.{mod}.frac_near_root",
-                         "fraction of rows with (1 − cos(v, ROOT))/2 <= origin_distance.near_root_threshold",
-                         test=_at_least(f"origin_distance.{mod}.frac_near_root", 0.5), test_text="fraction >= 0.5",
-                         never_comparable="EuCLIP's CLIP models are its authors' own, not ViT-B/32/openai"))
+        out.append(
+            Claim(
+                f"origin_distance.{mod}.cone",
+                "EuCLIP, Fig. 2",
+                f"{mod}: most CLIP embeddings lie within 0.5 of [ROOT] (scaled cosine distance)",
+                f"origin_distance.{mod}.frac_near_root",
+                "fraction of rows with (1 − cos(v, ROOT))/2 <= origin_distance.near_root_threshold",
+                test=_at_least(f"origin_distance.{mod}.frac_near_root", 0.5),
+                test_text="fraction >= 0.5",
+                never_comparable="EuCLIP's CLIP models are its authors' own, not ViT-B/32/openai",
+            )
+        )
     return tuple(out)
 
 
@@ -252,17 +408,43 @@ def evaluate_claims(flat: Mapping, *, paper_setup: bool, normalized: bool | None
             within = None
         else:
             within = within_tolerance(run, c.paper, c.tol, c.rel) if comparable else None
-            status = ("not comparable" if not comparable else
-                      "within tolerance" if within else "outside tolerance")
-        rows.append({
-            "claim": c.id, "source": c.source, "statement": c.statement, "kind": c.kind, "key": c.key,
-            "paper": c.paper, "run": run, "tolerance": c.tolerance_text or c.test_text,
-            "within_tolerance": within, "status": status, "comparable": comparable, "why": why,
-            "estimator": c.estimator, "baseline_key": c.baseline_key,
-            "baseline": flat.get(c.baseline_key) if c.baseline_key else None,
-        })
+            status = "not comparable" if not comparable else "within tolerance" if within else "outside tolerance"
+        rows.append(
+            {
+                "claim": c.id,
+                "source": c.source,
+                "statement": c.statement,
+                "kind": c.kind,
+                "key": c.key,
+                "paper": c.paper,
+                "run": run,
+                "tolerance": c.tolerance_text or c.test_text,
+                "within_tolerance": within,
+                "status": status,
+                "comparable": comparable,
+                "why": why,
+                "estimator": c.estimator,
+                "baseline_key": c.baseline_key,
+                "baseline": flat.get(c.baseline_key) if c.baseline_key else None,
+            }
+        )
     return rows
 
 
-COLUMNS = ("claim", "source", "statement", "kind", "key", "paper", "run", "tolerance", "within_tolerance",
-           "status", "comparable", "why", "estimator", "baseline_key", "baseline")
+COLUMNS = (
+    "claim",
+    "source",
+    "statement",
+    "kind",
+    "key",
+    "paper",
+    "run",
+    "tolerance",
+    "within_tolerance",
+    "status",
+    "comparable",
+    "why",
+    "estimator",
+    "baseline_key",
+    "baseline",
+)

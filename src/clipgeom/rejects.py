@@ -9,7 +9,7 @@ file's ``rejects`` attribute, and from there this CSV, one row per item with its
 from __future__ import annotations
 
 import os
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 COLUMNS = ("stage", "kind", "item", "reason")
 

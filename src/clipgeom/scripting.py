@@ -85,8 +85,10 @@ def setup_logging(job, name: str = "clipgeom") -> logging.Logger:
     if logs:
         handlers.append(logging.FileHandler(str(logs[0]), mode="w"))
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        handlers=handlers, force=True,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
     )
     sys.excepthook = _log_uncaught
     return logging.getLogger(name)
@@ -99,8 +101,7 @@ def _log_uncaught(exc_type, exc, tb) -> None:
         log.error("interrupted")
         return
     log.error("%s: %s", exc_type.__name__, exc)
-    log.error("traceback (most recent call last):\n%s",
-              "".join(traceback.format_exception(exc_type, exc, tb)).rstrip())
+    log.error("traceback (most recent call last):\n%s", "".join(traceback.format_exception(exc_type, exc, tb)).rstrip())
     removed = remove_corrupt_output(exc)
     if removed:
         log.error("removed the unreadable file %s, so that the next run rebuilds it", removed)

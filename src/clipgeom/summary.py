@@ -3,8 +3,8 @@ and every claim of the papers judged on them (``claims``, ``paper_comparison``; 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from .outputs import read_json
 
@@ -23,8 +23,12 @@ def flatten(d: Mapping, prefix: str = "") -> dict:
 
 def is_paper_setup(dataset_cfg: Mapping, model_cfg: Mapping) -> bool:
     """True for COCO (val2017) embedded by ViT-B-32 with OpenAI weights — the paper's setup."""
-    return (dataset_cfg.get("kind") == "coco" and "val2017" in str(dataset_cfg.get("captions", ""))
-            and model_cfg.get("arch") == "ViT-B-32" and model_cfg.get("pretrained") == "openai")
+    return (
+        dataset_cfg.get("kind") == "coco"
+        and "val2017" in str(dataset_cfg.get("captions", ""))
+        and model_cfg.get("arch") == "ViT-B-32"
+        and model_cfg.get("pretrained") == "openai"
+    )
 
 
 def setup_name(dataset: str, model: str, attrs: Mapping) -> str:
@@ -41,8 +45,9 @@ def paper_comparison(summary: Mapping, *, paper_setup: bool, normalized: bool | 
     return evaluate_claims(flatten(summary), paper_setup=paper_setup, normalized=normalized, setup=setup)
 
 
-def build_summary(metrics_paths: Mapping[str, str | Path], *, dataset: str, model: str,
-                  embeddings_attrs: Mapping, paper_setup: bool) -> dict:
+def build_summary(
+    metrics_paths: Mapping[str, str | Path], *, dataset: str, model: str, embeddings_attrs: Mapping, paper_setup: bool
+) -> dict:
     """Gather each stage's ``summary`` block under the stage's name."""
     stages = {}
     demo = False
@@ -51,18 +56,38 @@ def build_summary(metrics_paths: Mapping[str, str | Path], *, dataset: str, mode
         stages[stage] = m.get("summary", {})
         demo = demo or bool(m.get("demo"))
     out = {
-        "dataset": dataset, "model": model, "demo": demo,
-        "provenance": {k: embeddings_attrs.get(k) for k in (
-            "arch", "pretrained", "precision", "device", "open_clip_version", "torch_version",
-            "input_checksum", "normalized", "logit_scale", "embed_dim") if k in embeddings_attrs},
+        "dataset": dataset,
+        "model": model,
+        "demo": demo,
+        "provenance": {
+            k: embeddings_attrs.get(k)
+            for k in (
+                "arch",
+                "pretrained",
+                "precision",
+                "device",
+                "open_clip_version",
+                "torch_version",
+                "input_checksum",
+                "normalized",
+                "logit_scale",
+                "embed_dim",
+            )
+            if k in embeddings_attrs
+        },
     }
     if demo:
         from .outputs import DEMO_NOTE
+
         out["note"] = DEMO_NOTE
     out.update(stages)
     norm = embeddings_attrs.get("normalized")
-    rows = paper_comparison(stages, paper_setup=paper_setup, normalized=None if norm is None else bool(norm),
-                            setup=setup_name(dataset, model, embeddings_attrs))
+    rows = paper_comparison(
+        stages,
+        paper_setup=paper_setup,
+        normalized=None if norm is None else bool(norm),
+        setup=setup_name(dataset, model, embeddings_attrs),
+    )
     out["paper_setup"] = bool(paper_setup)
     # qualitative claims by id: holds / fails / not applicable (the cross-model table gets one column each)
     out["claims"] = {r["claim"]: r["status"] for r in rows if r["kind"] == "qualitative"}

@@ -47,7 +47,6 @@ except ImportError:  # pragma: no cover - exercised only where numba is missing
 AVAILABLE = numba is not None
 
 if AVAILABLE:
-
     from llvmlite import ir
     from numba import types
     from numba.extending import intrinsic
@@ -137,8 +136,9 @@ if AVAILABLE:
     _FM = {"nsz", "arcp", "contract", "afn", "reassoc"}  # fast math without assuming no inf/NaN
 
     @njit(nogil=True, cache=True, fastmath=_FM)
-    def chunk_one_exp(base, lo, hi, j0, ra, ca, rm, cm, ra64, sep_row, euc, post, need_colmax,
-                      diag, row_lse, i2t, dcmp, cs, fr, cmx):
+    def chunk_one_exp(
+        base, lo, hi, j0, ra, ca, rm, cm, ra64, sep_row, euc, post, need_colmax, diag, row_lse, i2t, dcmp, cs, fr, cmx
+    ):
         """Rows ``lo .. hi`` of one row block (absolute rows ``j0 + lo ..``), every alpha, one exp per element.
 
         ``ra, ca, rm, cm``: (A, M) float32 (rows indexed by absolute row). With ``sep_row`` (squared
@@ -179,8 +179,9 @@ if AVAILABLE:
             fr[a] = f
 
     @njit(nogil=True, cache=True, fastmath=_FM)
-    def chunk_two_exp(base, lo, hi, j0, ra, ca, rm, cm, ra64, sep_row, euc, post, need_colmax,
-                      diag, row_lse, i2t, dcmp, cs, fr, cmx):
+    def chunk_two_exp(
+        base, lo, hi, j0, ra, ca, rm, cm, ra64, sep_row, euc, post, need_colmax, diag, row_lse, i2t, dcmp, cs, fr, cmx
+    ):
         """As :func:`chunk_one_exp`, but the column sums ``cs`` are taken in this chunk's column maxima
         ``cmx`` (a second exp per element, ``exp(S - column max)``): exact for any logit range. ``fr`` is
         unused (the frame of column k is ``cmx[a, k]``)."""
@@ -285,9 +286,28 @@ def run_block(kind, base, j0, vecs, post, two_exp, need_colmax, threads, acc):
 
     def work(t):
         lo, hi = bounds[t]
-        fn(base, lo, hi, int(j0), vecs["ra"], vecs["ca"], vecs["rm"], vecs["cm"], vecs["ra64"], kind == "sq",
-           kind == "euc", np.float32(post), bool(need_colmax), acc["diag"], acc["row_lse"], acc["i2t"], dcmp,
-           cs_t[t], fr_t[t], cm_t[t])
+        fn(
+            base,
+            lo,
+            hi,
+            int(j0),
+            vecs["ra"],
+            vecs["ca"],
+            vecs["rm"],
+            vecs["cm"],
+            vecs["ra64"],
+            kind == "sq",
+            kind == "euc",
+            np.float32(post),
+            bool(need_colmax),
+            acc["diag"],
+            acc["row_lse"],
+            acc["i2t"],
+            dcmp,
+            cs_t[t],
+            fr_t[t],
+            cm_t[t],
+        )
 
     if T == 1:
         work(0)
@@ -297,7 +317,14 @@ def run_block(kind, base, j0, vecs, post, two_exp, need_colmax, threads, acc):
         for f in futures:
             f.result()
     if two_exp:
-        merge_two_exp(acc["colsum"], acc["frame"], acc["colmax"], cs_t, cm_t, bool(need_colmax),
-                      np.array([hi - lo for lo, hi in bounds], np.int64))
+        merge_two_exp(
+            acc["colsum"],
+            acc["frame"],
+            acc["colmax"],
+            cs_t,
+            cm_t,
+            bool(need_colmax),
+            np.array([hi - lo for lo, hi in bounds], np.int64),
+        )
     else:
         merge_one_exp(acc["colsum"], acc["frame"], acc["colmax"], cs_t, fr_t, cm_t, bool(need_colmax))

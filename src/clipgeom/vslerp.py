@@ -9,7 +9,7 @@ by its nearest real images (cosine) and described by its cosine to m and its nor
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -81,8 +81,9 @@ def nearest_rows(points: np.ndarray, bank: np.ndarray, k: int = 1):
     return idx, np.take_along_axis(sims, idx, axis=1)
 
 
-def resolve_pairs(image_ids: Sequence, pairs: Sequence | None, n_random: int = 3,
-                  seed: int = 0) -> tuple[list[tuple[int, int]], str]:
+def resolve_pairs(
+    image_ids: Sequence, pairs: Sequence | None, n_random: int = 3, seed: int = 0
+) -> tuple[list[tuple[int, int]], str]:
     """Rows of the configured image-id pairs, or ``n_random`` seeded random pairs when none are configured.
 
     Ids are matched by their string form (so 139 and "139" both name image 139).

@@ -16,16 +16,29 @@ def main(job):
     dataset, model = getattr(job.wildcards, "dataset", None), getattr(job.wildcards, "model", None)
     res = compute_alpha_sweep(job.input.embeddings, p, log, threads=int(job.threads or 1))
     out = job.output
-    write_metrics(out.metrics, stage="alpha_sweep", summary=res.summary, details=res.details,
-                  dataset=dataset, model=model, demo=demo, params=p)
+    write_metrics(
+        out.metrics,
+        stage="alpha_sweep",
+        summary=res.summary,
+        details=res.details,
+        dataset=dataset,
+        model=model,
+        demo=demo,
+        params=p,
+    )
     write_csv(out.curves, res.columns)
     label = f"({dataset} × {model})" if dataset else ""
     cosine = {s: res.curves[("cosine", s)] for s in SHIFTS if ("cosine", s) in res.curves}
-    save_figure(lp.plot_loss_curves(res.alphas, cosine, SHIFTS, label, scale=res.scale),
-                out.loss_png, out.loss_pdf, demo=demo)
+    save_figure(
+        lp.plot_loss_curves(res.alphas, cosine, SHIFTS, label, scale=res.scale), out.loss_png, out.loss_pdf, demo=demo
+    )
     geometries = [g for g in GEOMETRIES if g in res.details["geometries"]]
-    save_figure(lp.plot_geometry_curves(res.alphas, res.curves, geometries, SHIFTS, label, scale=res.scale),
-                out.geometry_png, out.geometry_pdf, demo=demo)
+    save_figure(
+        lp.plot_geometry_curves(res.alphas, res.curves, geometries, SHIFTS, label, scale=res.scale),
+        out.geometry_png,
+        out.geometry_pdf,
+        demo=demo,
+    )
     log.info("wrote %s", out.metrics)
 
 

@@ -13,11 +13,21 @@ def main(job):
     res = blur_simulation(n=int(p["n"]), dim=int(p["dim"]), centre=p["centre"], seed=int(p["seed"]))
     summary = blur_summary(res)
     for name, s in summary.items():
-        log.info("%s: cos(m, v) %.4f ± %.4f, cos(v_far, v) %.4f ± %.4f", name, s["cos_mean"]["mean"],
-                 s["cos_mean"]["std"], s["cos_far"]["mean"], s["cos_far"]["std"])
-    details = {"settings": {name: s.stats() for name, s in res.items()},
-               "definitions": {"cos_mean": "cos(m, v_j) over all j, m the empirical mean of the set",
-                               "cos_far": "cos(v_far, v_j) over j != far, v_far = argmin_j cos(m, v_j)"}}
+        log.info(
+            "%s: cos(m, v) %.4f ± %.4f, cos(v_far, v) %.4f ± %.4f",
+            name,
+            s["cos_mean"]["mean"],
+            s["cos_mean"]["std"],
+            s["cos_far"]["mean"],
+            s["cos_far"]["std"],
+        )
+    details = {
+        "settings": {name: s.stats() for name, s in res.items()},
+        "definitions": {
+            "cos_mean": "cos(m, v_j) over all j, m the empirical mean of the set",
+            "cos_far": "cos(v_far, v_j) over j != far, v_far = argmin_j cos(m, v_j)",
+        },
+    }
     out = job.output
     write_metrics(out.metrics, stage="blur_simulation", summary=summary, details=details, params=p)
     cols = {"setting": [], "quantity": [], "index": [], "cosine": []}

@@ -1,5 +1,6 @@
 """Every dataset × model summary.json side by side: one CSV row per pair, a grid of the main headline
 numbers and a heatmap of every numeric one."""
+
 from fnmatch import fnmatchcase
 
 from clipgeom.compare import comparison_table, headline_keys, numeric_columns, write_comparison_csv
@@ -20,10 +21,14 @@ def main(job):
     missing = [p for p in job.params.headline if not any(fnmatchcase(k, p) for k in keys)]
     if missing:
         log.info("headline patterns matching no numeric key (left out of the grid): %s", ", ".join(missing))
-    log.info("%d dataset x model rows, %d columns (%d numeric); grid of %d headline keys",
-             len(rows), len(columns), len(numeric), len(keys))
-    save_figure(pc.headline_grid(rows, keys, paper=PAPER_VALUES), job.output.grid_png, job.output.grid_pdf,
-                demo=demo)
+    log.info(
+        "%d dataset x model rows, %d columns (%d numeric); grid of %d headline keys",
+        len(rows),
+        len(columns),
+        len(numeric),
+        len(keys),
+    )
+    save_figure(pc.headline_grid(rows, keys, paper=PAPER_VALUES), job.output.grid_png, job.output.grid_pdf, demo=demo)
     save_figure(pc.all_numbers(rows, numeric), job.output.all_png, job.output.all_pdf, demo=demo)
 
 

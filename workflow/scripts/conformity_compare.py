@@ -60,7 +60,7 @@ def main(job):
     sets, set_values = {}, {}
     if not ext_paths:
         log.info("no external sets reference %s: writing the reference distributions only", ref_name)
-    for name, path in zip(names, ext_paths):
+    for name, path in zip(names, ext_paths, strict=False):
         meta = read_embeddings(path, modalities=())
         ext_ids = {"image": meta.image_id, "text": meta.text_id}
         sets[name], set_values[name] = {}, {}
@@ -73,41 +73,68 @@ def main(job):
                 sets[name][mod] = {"n": n, "skipped": f"reference {ref_name} has no {mod} rows"}
                 continue
             if d != ref_dim[mod]:
-                raise ValueError(f"{path}: {mod} embeddings have width {d} but the reference "
-                                 f"{ref_path} has width {ref_dim[mod]}; they come from different models")
+                raise ValueError(
+                    f"{path}: {mod} embeddings have width {d} but the reference "
+                    f"{ref_path} has width {ref_dim[mod]}; they come from different models"
+                )
             src = lambda path=path, mod=mod: iter_embedding_chunks(path, mod, p["chunk_rows"])  # noqa: E731
             c = cf.conformity_against(src, ref_sums[mod])
             set_values[name][mod] = c
             ref_mean = float(ref_conf[mod].mean())
-            sets[name][mod] = {"n": n, "mean": float(c.mean()), "std": float(c.std()),
-                               "diff_from_reference": float(c.mean()) - ref_mean}
-            log.info("set %s %s: N=%d mean C=%.4f (reference %.4f, diff %+.4f)",
-                     name, mod, n, c.mean(), ref_mean, c.mean() - ref_mean)
+            sets[name][mod] = {
+                "n": n,
+                "mean": float(c.mean()),
+                "std": float(c.std()),
+                "diff_from_reference": float(c.mean()) - ref_mean,
+            }
+            log.info(
+                "set %s %s: N=%d mean C=%.4f (reference %.4f, diff %+.4f)",
+                name,
+                mod,
+                n,
+                c.mean(),
+                ref_mean,
+                c.mean() - ref_mean,
+            )
             rows["set"] += [name] * n
             rows["modality"] += [mod] * n
             rows["id"] += list(ext_ids[mod])
             rows["conformity"] += c.tolist()
 
     write_csv(job.output.values, rows)
-    save_figure(pc.compare_distributions(ref_name, ref_conf, set_values, p["bins"]),
-                job.output.compare_png, job.output.compare_pdf, demo=demo)
+    save_figure(
+        pc.compare_distributions(ref_name, ref_conf, set_values, p["bins"]),
+        job.output.compare_png,
+        job.output.compare_pdf,
+        demo=demo,
+    )
     summary = {
         "n_sets": len(ext_paths),
-        "reference": {mod: {"n": len(c), "mean": float(c.mean()), "std": float(c.std())}
-                      for mod, c in ref_conf.items()},
+        "reference": {
+            mod: {"n": len(c), "mean": float(c.mean()), "std": float(c.std())} for mod, c in ref_conf.items()
+        },
         "sets": sets,
     }
     details = {
-        "method": ("external vectors a scored against the reference modality set B: "
-                   "C_B(a) = mean_k cos(a, b_k) = â·Σ_k b̂_k / N_B (Eq. 10 with B's unit-vector sum); "
-                   "the reference's own values are Eq. 10 within B (leave-one-out)"),
-        "external_files": dict(zip(names, ext_paths)),
+        "method": (
+            "external vectors a scored against the reference modality set B: "
+            "C_B(a) = mean_k cos(a, b_k) = â·Σ_k b̂_k / N_B (Eq. 10 with B's unit-vector sum); "
+            "the reference's own values are Eq. 10 within B (leave-one-out)"
+        ),
+        "external_files": dict(zip(names, ext_paths, strict=False)),
     }
     if not ext_paths:
         summary["note"] = f"no external sets reference {ref_name}; reference distributions only"
-    write_metrics(job.output.metrics, stage="conformity_compare", summary=summary, details=details,
-                  dataset=job.wildcards.get("dataset"), model=job.wildcards.get("model"),
-                  demo=demo, params=p)
+    write_metrics(
+        job.output.metrics,
+        stage="conformity_compare",
+        summary=summary,
+        details=details,
+        dataset=job.wildcards.get("dataset"),
+        model=job.wildcards.get("model"),
+        demo=demo,
+        params=p,
+    )
 
 
 main(get_job())

@@ -15,8 +15,16 @@ def main(job):
     dataset, model = getattr(job.wildcards, "dataset", None), getattr(job.wildcards, "model", None)
     res = compute_covariance(job.input.embeddings, p, log)
     out = job.output
-    write_metrics(out.metrics, stage="covariance", summary=res.summary, details=res.details,
-                  dataset=dataset, model=model, demo=demo, params=p)
+    write_metrics(
+        out.metrics,
+        stage="covariance",
+        summary=res.summary,
+        details=res.details,
+        dataset=dataset,
+        model=model,
+        demo=demo,
+        params=p,
+    )
     write_csv(out.values, res.columns)  # numpy columns: written row by row, no per-cell list copies
     label = f"({dataset} × {model})" if dataset else ""
     r, bins = res.plot, int(p["hist_bins"])

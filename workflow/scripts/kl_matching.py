@@ -21,7 +21,7 @@ def main(job):
         "divergence": "KL(image || text) = sum_b p_image(b) * ln(p_image(b) / p_text(b)), in nats",
         "bins": p["bins"],
         "binning": "equal-width bins shared by both samples, spanning the union of their ranges, "
-                   "recomputed for every alpha",
+        "recomputed for every alpha",
         "smoothing": "pseudocount added to every bin of both histograms before normalising",
         "pseudocount": p["pseudocount"],
         "shift": "image embeddings v_i - alpha * m_i with m_i the raw image mean (Eq. 9); text unchanged",
@@ -33,51 +33,76 @@ def main(job):
     if short:
         msg = f"conformity needs at least 2 rows per modality; too few in {short} ({counts})"
         log.warning("%s: KL matching skipped", msg)
-        write_csv(job.output.values, {"alpha": [], "kl_image_text": [], "image_mean_conformity": [],
-                                      "image_std_conformity": [], "text_mean_conformity": []})
+        write_csv(
+            job.output.values,
+            {
+                "alpha": [],
+                "kl_image_text": [],
+                "image_mean_conformity": [],
+                "image_std_conformity": [],
+                "text_mean_conformity": [],
+            },
+        )
         import matplotlib.pyplot as plt
+
         for png, pdf in ((job.output.dist_png, job.output.dist_pdf), (job.output.curve_png, job.output.curve_pdf)):
             fig, ax = plt.subplots(figsize=(5, 2))
             ax.axis("off")
             ax.text(0.5, 0.5, msg, ha="center", va="center", wrap=True, fontsize=8)
             save_figure(fig, png, pdf, demo=demo)
-        write_metrics(job.output.metrics, stage="kl_matching",
-                      summary={"kl_at_zero": None, "argmin_alpha": None, "min_kl": None},
-                      details={"skipped": msg, "estimator": estimator, "n": counts},
-                      demo=demo, params=p, **wc)
+        write_metrics(
+            job.output.metrics,
+            stage="kl_matching",
+            summary={"kl_at_zero": None, "argmin_alpha": None, "min_kl": None},
+            details={"skipped": msg, "estimator": estimator, "n": counts},
+            demo=demo,
+            params=p,
+            **wc,
+        )
         return
 
     text_conf = cf.conformity(src["text"])
     image_conf, _, image_sums = cf.conformity_and_cosine(src["image"])
     m_i = image_sums.mean
-    log.info("image N=%d, text N=%d; %d alphas from %g to %g", counts["image"], counts["text"],
-             len(alphas), alphas[0], alphas[-1])
+    log.info(
+        "image N=%d, text N=%d; %d alphas from %g to %g",
+        counts["image"],
+        counts["text"],
+        len(alphas),
+        alphas[0],
+        alphas[-1],
+    )
     image_by_alpha = cf.shifted_conformity(src["image"], alphas, m_i)
     kl = cf.kl_curve(image_by_alpha, text_conf, p["bins"], p["pseudocount"])
     kl_zero = cf.histogram_kl(image_conf, text_conf, p["bins"], p["pseudocount"])
     best = int(np.argmin(kl))
-    for a, k in zip(alphas, kl):
+    for a, k in zip(alphas, kl, strict=False):
         log.info("alpha=%+.2f  KL(image||text)=%.4f", a, k)
     if 0.0 in alphas:
         dev = float(np.max(np.abs(image_by_alpha[list(alphas).index(0.0)] - image_conf)))
         log.info("alpha=0 reproduces the unshifted conformity to %.2e", dev)
 
-    write_csv(job.output.values, {
-        "alpha": alphas, "kl_image_text": kl,
-        "image_mean_conformity": image_by_alpha.mean(axis=1),
-        "image_std_conformity": image_by_alpha.std(axis=1),
-        "text_mean_conformity": [float(text_conf.mean())] * len(alphas),
-    })
+    write_csv(
+        job.output.values,
+        {
+            "alpha": alphas,
+            "kl_image_text": kl,
+            "image_mean_conformity": image_by_alpha.mean(axis=1),
+            "image_std_conformity": image_by_alpha.std(axis=1),
+            "text_mean_conformity": [float(text_conf.mean())] * len(alphas),
+        },
+    )
     edges = cf.shared_bins(image_conf, text_conf, bins=p["bins"])
-    save_figure(pc.distributions(image_conf, text_conf, edges, kl_zero),
-                job.output.dist_png, job.output.dist_pdf, demo=demo)
-    save_figure(pc.kl_curve(alphas, kl, float(alphas[best])),
-                job.output.curve_png, job.output.curve_pdf, demo=demo)
+    save_figure(
+        pc.distributions(image_conf, text_conf, edges, kl_zero), job.output.dist_png, job.output.dist_pdf, demo=demo
+    )
+    save_figure(pc.kl_curve(alphas, kl, float(alphas[best])), job.output.curve_png, job.output.curve_pdf, demo=demo)
     summary = {"kl_at_zero": kl_zero, "argmin_alpha": float(alphas[best]), "min_kl": float(kl[best])}
     details = {
         "estimator": estimator,
         "n": counts,
-        "alphas": alphas, "kl": kl,
+        "alphas": alphas,
+        "kl": kl,
         "image_conformity": {"mean": float(image_conf.mean()), "std": float(image_conf.std())},
         "text_conformity": {"mean": float(text_conf.mean()), "std": float(text_conf.std())},
         "histograms_at_zero": {
@@ -87,8 +112,7 @@ def main(job):
         },
     }
     log.info("KL at alpha=0: %.4f; lowest %.4f at alpha=%g", kl_zero, kl[best], alphas[best])
-    write_metrics(job.output.metrics, stage="kl_matching", summary=summary, details=details,
-                  demo=demo, params=p, **wc)
+    write_metrics(job.output.metrics, stage="kl_matching", summary=summary, details=details, demo=demo, params=p, **wc)
 
 
 main(get_job())

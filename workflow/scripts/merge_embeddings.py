@@ -1,5 +1,6 @@
 """Gather a dataset x model's shards into results/{dataset}/{model}/embeddings.h5, and list every
 item left out (by prepare_dataset, while decoding, or at merge) in rejected.csv."""
+
 import json
 
 from clipgeom.embed import merge_shards
@@ -12,5 +13,12 @@ with open(job.input.manifest) as fh:
     manifest = json.load(fh)
 emb = merge_shards(manifest, list(job.input.shards), job.output[0])
 write_rejected(job.output.rejected, json.loads(emb.attrs["rejects"]))
-log.info("merged %d shards: %d images, %d captions, d=%d, %s rejected (listed in %s)", len(job.input.shards),
-         len(emb.image), len(emb.text), emb.dim, emb.attrs["n_rejected"], job.output.rejected)
+log.info(
+    "merged %d shards: %d images, %d captions, d=%d, %s rejected (listed in %s)",
+    len(job.input.shards),
+    len(emb.image),
+    len(emb.text),
+    emb.dim,
+    emb.attrs["n_rejected"],
+    job.output.rejected,
+)

@@ -1,4 +1,5 @@
 """Raw dataset -> manifest.json (checked images and captions, rejects listed)."""
+
 from clipgeom.data import manifest_for
 from clipgeom.outputs import write_json
 from clipgeom.scripting import get_job, setup_logging

@@ -1,4 +1,5 @@
 """Seeded random weights for a model (the demo's local checkpoint)."""
+
 from clipgeom.embed import make_random_checkpoint
 from clipgeom.scripting import get_job, setup_logging
 

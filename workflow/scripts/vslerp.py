@@ -28,8 +28,7 @@ def main(job):
     theta = vs.path_fractions(p["steps"])
     k = int(p["neighbours"])
 
-    rows = {"pair": [], "id_a": [], "id_b": [], "alpha": [], "step": [], "theta": [],
-            "cos_to_mean": [], "norm": []}
+    rows = {"pair": [], "id_a": [], "id_b": [], "alpha": [], "step": [], "theta": [], "cos_to_mean": [], "norm": []}
     for j in range(k):
         rows[f"nearest_{j + 1}_id"] = []
         rows[f"nearest_{j + 1}_cos"] = []
@@ -38,8 +37,9 @@ def main(job):
     for pi, (ra, rb) in enumerate(pairs):
         for alpha in p["alphas"]:
             pts = vs.vslerp(V[ra], V[rb], theta, float(alpha), m)
-            endpoint_err = max(endpoint_err, float(np.max(np.abs(pts[0] - V[ra]))),
-                               float(np.max(np.abs(pts[-1] - V[rb]))))
+            endpoint_err = max(
+                endpoint_err, float(np.max(np.abs(pts[0] - V[ra]))), float(np.max(np.abs(pts[-1] - V[rb])))
+            )
             cos_m = vs.cosine_to_mean(pts, m)
             norm = np.linalg.norm(pts, axis=1)
             nn_idx, nn_cos = vs.nearest_rows(pts, V, k)
@@ -55,17 +55,30 @@ def main(job):
             for j in range(nn_idx.shape[1]):
                 rows[f"nearest_{j + 1}_id"] += [ids[i] for i in nn_idx[:, j]]
                 rows[f"nearest_{j + 1}_cos"] += nn_cos[:, j].tolist()
-            grid.append({"title": f"pair {pi}: {ids[ra]}→{ids[rb]}\nα = {float(alpha):g}",
-                         "nn": nn_idx[:, 0], "cos": nn_cos[:, 0]})
+            grid.append(
+                {
+                    "title": f"pair {pi}: {ids[ra]}→{ids[rb]}\nα = {float(alpha):g}",
+                    "nn": nn_idx[:, 0],
+                    "cos": nn_cos[:, 0],
+                }
+            )
             needed.update(nn_idx[:, 0].tolist())
     log.info("endpoints reproduce the inputs to %.2e", endpoint_err)
 
     needed = sorted(needed)
-    thumbs = dict(zip(needed, pc.load_thumbnails(images, [files[i] for i in needed], p["thumbnail_size"], log)))
-    fig_rows = [{"title": g["title"],
-                 "tiles": [{"thumb": thumbs[i], "label": files[i] or str(ids[i]),
-                            "value_text": f"{ids[i]}\ncos {c:.3f}"} for i, c in zip(g["nn"], g["cos"])]}
-                for g in grid]
+    thumbs = dict(
+        zip(needed, pc.load_thumbnails(images, [files[i] for i in needed], p["thumbnail_size"], log), strict=False)
+    )
+    fig_rows = [
+        {
+            "title": g["title"],
+            "tiles": [
+                {"thumb": thumbs[i], "label": files[i] or str(ids[i]), "value_text": f"{ids[i]}\ncos {c:.3f}"}
+                for i, c in zip(g["nn"], g["cos"], strict=False)
+            ],
+        }
+        for g in grid
+    ]
     write_csv(job.output.values, rows)
     save_figure(pc.vslerp_neighbours(fig_rows, len(theta)), job.output.paths_png, job.output.paths_pdf, demo=demo)
     save_figure(pc.vslerp_stats(paths), job.output.stats_png, job.output.stats_pdf, demo=demo)
@@ -81,17 +94,29 @@ def main(job):
     summary = {"n_pairs": len(pairs), "pairs_from": how, "steps": len(theta), "by_alpha": by_alpha}
     details = {
         "method": "vSLERP(v_j, v_k, θ, α) = SLERP(v_j − α m, v_k − α m, θ) + α m (Eq. 12), m the raw image mean; "
-                  "points shown by their cosine-nearest real images",
-        "pairs": [{"pair": i, "id_a": ids[a], "id_b": ids[b], "file_a": files[a], "file_b": files[b]}
-                  for i, (a, b) in enumerate(pairs)],
+        "points shown by their cosine-nearest real images",
+        "pairs": [
+            {"pair": i, "id_a": ids[a], "id_b": ids[b], "file_a": files[a], "file_b": files[b]}
+            for i, (a, b) in enumerate(pairs)
+        ],
         "image_mean_norm": float(np.linalg.norm(m)),
         "endpoint_max_abs_error": endpoint_err,
-        "thumbnails": {"source": images, "loaded": sum(t is not None for t in thumbs.values()),
-                       "requested": len(thumbs)},
+        "thumbnails": {
+            "source": images,
+            "loaded": sum(t is not None for t in thumbs.values()),
+            "requested": len(thumbs),
+        },
     }
-    write_metrics(job.output.metrics, stage="vslerp", summary=summary, details=details,
-                  dataset=job.wildcards.get("dataset"), model=job.wildcards.get("model"),
-                  demo=demo, params=p)
+    write_metrics(
+        job.output.metrics,
+        stage="vslerp",
+        summary=summary,
+        details=details,
+        dataset=job.wildcards.get("dataset"),
+        model=job.wildcards.get("model"),
+        demo=demo,
+        params=p,
+    )
 
 
 main(get_job())

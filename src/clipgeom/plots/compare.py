@@ -9,7 +9,7 @@ its maximum and annotated with the value.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -43,8 +43,13 @@ def _order(values: Sequence[str]) -> list[str]:
     return out
 
 
-def headline_grid(rows: Sequence[Mapping], keys: Sequence[str], paper: Mapping | None = None,
-                  ncols: int = 4, title: str = "Headline numbers across models and datasets"):
+def headline_grid(
+    rows: Sequence[Mapping],
+    keys: Sequence[str],
+    paper: Mapping | None = None,
+    ncols: int = 4,
+    title: str = "Headline numbers across models and datasets",
+):
     """A grid of small panels, one per key: value per model (x), one series per dataset."""
     plt = _plt()
     paper = paper or {}
@@ -72,11 +77,23 @@ def headline_grid(rows: Sequence[Mapping], keys: Sequence[str], paper: Mapping |
             if not xs:
                 continue
             off = (j - (len(datasets) - 1) / 2) * 0.22 if len(datasets) > 1 else 0.0
-            ax.plot(np.asarray(xs) + off, ys, MARKERS[j % len(MARKERS)], color=colors[j % len(colors)],
-                    label=ds, markersize=6, linestyle="none")
-            for xv, yv in zip(xs, ys):
-                ax.annotate(_fmt(yv), (xv + off, yv), textcoords="offset points", fontsize=6.5,
-                            xytext=(5, 4) if j % 2 == 0 else (5, -10))
+            ax.plot(
+                np.asarray(xs) + off,
+                ys,
+                MARKERS[j % len(MARKERS)],
+                color=colors[j % len(colors)],
+                label=ds,
+                markersize=6,
+                linestyle="none",
+            )
+            for xv, yv in zip(xs, ys, strict=False):
+                ax.annotate(
+                    _fmt(yv),
+                    (xv + off, yv),
+                    textcoords="offset points",
+                    fontsize=6.5,
+                    xytext=(5, 4) if j % 2 == 0 else (5, -10),
+                )
         pv = paper.get(key)
         if is_number(pv):
             ax.axhline(float(pv), color="0.3", linestyle="--", linewidth=0.9, label="paper (COCO, ViT-B/32)")
@@ -91,20 +108,29 @@ def headline_grid(rows: Sequence[Mapping], keys: Sequence[str], paper: Mapping |
         axes[k // ncols][k % ncols].axis("off")
     handles, labels = {}, []
     for ax in axes.flat:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=False):
             if lab not in handles:
                 handles[lab] = h
                 labels.append(lab)
     if handles:
-        fig.legend([handles[lab] for lab in labels], labels, loc="upper right", fontsize=8, frameon=False,
-                   ncol=min(len(labels), 4))
+        fig.legend(
+            [handles[lab] for lab in labels],
+            labels,
+            loc="upper right",
+            fontsize=8,
+            frameon=False,
+            ncol=min(len(labels), 4),
+        )
     fig.suptitle(title, fontsize=11, x=0.01, ha="left")
     fig.tight_layout(rect=(0, 0.02, 1, 0.95))
     return fig
 
 
-def all_numbers(rows: Sequence[Mapping], keys: Sequence[str],
-                title: str = "Every numeric headline key (each row scaled to its own min–max)"):
+def all_numbers(
+    rows: Sequence[Mapping],
+    keys: Sequence[str],
+    title: str = "Every numeric headline key (each row scaled to its own min–max)",
+):
     """Heatmap: keys (rows) × dataset × model (columns), per-row min–max colour, values written in."""
     plt = _plt()
     labels = [f"{r['dataset']} × {r['model']}" for r in rows]
@@ -130,8 +156,15 @@ def all_numbers(rows: Sequence[Mapping], keys: Sequence[str],
         for j in range(len(rows)):
             v = vals[i, j]
             s = scaled[i, j]
-            ax.text(j, i, _fmt(v) if np.isfinite(v) else "–", ha="center", va="center", fontsize=6.5,
-                    color="white" if np.isfinite(s) and s < 0.55 else "black")
+            ax.text(
+                j,
+                i,
+                _fmt(v) if np.isfinite(v) else "–",
+                ha="center",
+                va="center",
+                fontsize=6.5,
+                color="white" if np.isfinite(s) and s < 0.55 else "black",
+            )
     ax.set_yticks(range(len(keys)))
     ax.set_yticklabels(keys, fontsize=7)
     ax.set_xticks(range(len(rows)))

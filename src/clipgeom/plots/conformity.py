@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import textwrap
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -17,8 +17,9 @@ MOD_COLOR = {"image": "tab:blue", "text": "tab:orange"}
 # ---------------------------------------------------------------------------
 # thumbnails
 # ---------------------------------------------------------------------------
-def load_thumbnails(images: str | None, file_names: Sequence[str], size: int = 128,
-                    log: logging.Logger | None = None) -> list:
+def load_thumbnails(
+    images: str | None, file_names: Sequence[str], size: int = 128, log: logging.Logger | None = None
+) -> list:
     """Thumbnails (PIL RGB, at most ``size`` px a side) for ``file_names``, None where unavailable.
 
     ``images`` is the dataset's image directory or .zip (None: no images).  Every
@@ -60,8 +61,15 @@ def _tile(ax, thumb, label: str, value_text: str) -> None:
     if thumb is not None:
         ax.imshow(np.asarray(thumb))
     else:
-        ax.text(0.5, 0.5, "\n".join(textwrap.wrap(str(label) or "(no file)", 14)) + "\n(no image)",
-                ha="center", va="center", fontsize=6, transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            "\n".join(textwrap.wrap(str(label) or "(no file)", 14)) + "\n(no image)",
+            ha="center",
+            va="center",
+            fontsize=6,
+            transform=ax.transAxes,
+        )
         ax.set_facecolor("0.93")
     ax.set_title(value_text, fontsize=7)
 
@@ -76,7 +84,7 @@ def scatter_exact_vs_estimated(panels: Mapping[str, Mapping]) -> plt.Figure:
     """
     mods = list(panels)
     fig, axes = plt.subplots(1, max(len(mods), 1), figsize=(4.2 * max(len(mods), 1), 4), squeeze=False)
-    for ax, mod in zip(axes[0], mods):
+    for ax, mod in zip(axes[0], mods, strict=False):
         p = panels[mod]
         est, exact = np.asarray(p["estimated"]), np.asarray(p["exact"])
         ax.scatter(est, exact, s=3, alpha=0.4, color=MOD_COLOR.get(mod, "k"), rasterized=True)
@@ -85,8 +93,7 @@ def scatter_exact_vs_estimated(panels: Mapping[str, Mapping]) -> plt.Figure:
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="y = x")
         ax.set_xlabel(r"estimated conformity $\hat C = a\,\cos(m, v) + b$")
         ax.set_ylabel("exact conformity $C$ (Eq. 10)")
-        ax.set_title(f"{mod} (N = {p['n']})\nr = {p['pearson']:.5f}, a = {p['a']:.3f}, b = {p['b']:+.4f}",
-                     fontsize=9)
+        ax.set_title(f"{mod} (N = {p['n']})\nr = {p['pearson']:.5f}, a = {p['a']:.3f}, b = {p['b']:+.4f}", fontsize=9)
         ax.legend(loc="upper left", fontsize=7)
     fig.tight_layout()
     return fig
@@ -132,13 +139,21 @@ def _short(text: str, n: int = 90) -> str:
 # ---------------------------------------------------------------------------
 # Figs. 10-11
 # ---------------------------------------------------------------------------
-def distributions(image_conf: np.ndarray, text_conf: np.ndarray, edges: np.ndarray,
-                  kl: float | None = None, alpha: float = 0.0) -> plt.Figure:
+def distributions(
+    image_conf: np.ndarray, text_conf: np.ndarray, edges: np.ndarray, kl: float | None = None, alpha: float = 0.0
+) -> plt.Figure:
     """Fig. 10: image and text conformity histograms on shared bins."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for vals, mod in ((image_conf, "image"), (text_conf, "text")):
-        ax.hist(vals, bins=edges, histtype="stepfilled", density=True, alpha=0.55, color=MOD_COLOR[mod],
-                label=f"{mod} (N = {len(vals)}, mean {np.mean(vals):.3f})")
+        ax.hist(
+            vals,
+            bins=edges,
+            histtype="stepfilled",
+            density=True,
+            alpha=0.55,
+            color=MOD_COLOR[mod],
+            label=f"{mod} (N = {len(vals)}, mean {np.mean(vals):.3f})",
+        )
     ax.set_xlabel("conformity C (Eq. 10)")
     ax.set_ylabel("density")
     title = f"Conformity distributions, image shift α = {alpha:g}"
@@ -168,15 +183,20 @@ def kl_curve(alphas: np.ndarray, kl: np.ndarray, argmin_alpha: float) -> plt.Fig
 # ---------------------------------------------------------------------------
 # Fig. 13
 # ---------------------------------------------------------------------------
-def compare_distributions(reference_name: str, reference: Mapping[str, np.ndarray],
-                          sets: Mapping[str, Mapping[str, np.ndarray]], bins: int = 50) -> plt.Figure:
+def compare_distributions(
+    reference_name: str,
+    reference: Mapping[str, np.ndarray],
+    sets: Mapping[str, Mapping[str, np.ndarray]],
+    bins: int = 50,
+) -> plt.Figure:
     """Fig. 13: conformity of external sets (w.r.t. the reference's modality set) beside the reference's own."""
-    mods = [m for m in ("image", "text")
-            if (m in reference and len(reference[m])) or any(m in s for s in sets.values())]
+    mods = [
+        m for m in ("image", "text") if (m in reference and len(reference[m])) or any(m in s for s in sets.values())
+    ]
     mods = mods or ["image"]
     fig, axes = plt.subplots(1, len(mods), figsize=(5.2 * len(mods), 3.8), squeeze=False)
     cmap = plt.get_cmap("tab10")
-    for ax, mod in zip(axes[0], mods):
+    for ax, mod in zip(axes[0], mods, strict=False):
         series = []
         if mod in reference and len(reference[mod]):
             series.append((f"{reference_name} (reference)", reference[mod], "k"))
@@ -193,8 +213,15 @@ def compare_distributions(reference_name: str, reference: Mapping[str, np.ndarra
             lo, hi = lo - 0.5, hi + 0.5
         edges = np.linspace(lo, hi, bins + 1)
         for label, vals, color in series:
-            ax.hist(vals, bins=edges, density=True, histtype="step", lw=1.4, color=color,
-                    label=f"{label}: mean {np.mean(vals):.3f} (N = {len(vals)})")
+            ax.hist(
+                vals,
+                bins=edges,
+                density=True,
+                histtype="step",
+                lw=1.4,
+                color=color,
+                label=f"{label}: mean {np.mean(vals):.3f} (N = {len(vals)})",
+            )
         ax.set_xlabel(f"conformity w.r.t. {reference_name} {mod} set")
         ax.set_ylabel("density")
         ax.set_title(mod, fontsize=9)
@@ -240,8 +267,9 @@ def vslerp_stats(paths: Sequence[Mapping]) -> plt.Figure:
     for p in paths:
         ls = styles[pairs.index(p["pair"]) % len(styles)]
         first = p["pair"] == pairs[0]
-        axes[0].plot(p["theta"], p["cos_to_mean"], ls, color=colors[p["alpha"]],
-                     label=f"α = {p['alpha']:g}" if first else None)
+        axes[0].plot(
+            p["theta"], p["cos_to_mean"], ls, color=colors[p["alpha"]], label=f"α = {p['alpha']:g}" if first else None
+        )
         axes[1].plot(p["theta"], p["norm"], ls, color=colors[p["alpha"]])
     axes[0].set_ylabel("cos(m, vSLERP)")
     axes[1].set_ylabel("‖vSLERP‖")

@@ -46,11 +46,15 @@ def plot_sep_sorted(sep, tag_threshold: float, label: str = ""):
     order = np.argsort(-sep, kind="stable")
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.plot(np.arange(1, sep.size + 1), sep[order], color="k", lw=1.2)
-    ax.axhline(tag_threshold, color="firebrick", ls="--", lw=1,
-               label=f"tag threshold {tag_threshold:g} ({int(np.sum(sep > tag_threshold))} features)")
+    ax.axhline(
+        tag_threshold,
+        color="firebrick",
+        ls="--",
+        lw=1,
+        label=f"tag threshold {tag_threshold:g} ({int(np.sum(sep > tag_threshold))} features)",
+    )
     for r in range(min(3, sep.size)):
-        ax.annotate(f"{order[r]}", (r + 1, sep[order[r]]), textcoords="offset points", xytext=(6, -2),
-                    fontsize=8)
+        ax.annotate(f"{order[r]}", (r + 1, sep[order[r]]), textcoords="offset points", xytext=(6, -2), fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("rank (log scale)")
     ax.set_ylabel("Sep(ℓ) (Eq. 5)")
@@ -64,7 +68,7 @@ def plot_top_mean_std(mean_over_std: dict, k: int = 10, label: str = ""):
     """Fig. 3 (right): per modality, the k features with the largest |mean| / std."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    for ax, mod in zip(axes, ("image", "text")):
+    for ax, mod in zip(axes, ("image", "text"), strict=False):
         v = np.asarray(mean_over_std[mod], float)
         top = np.lexsort((np.arange(v.size), -v))[:k]
         ax.bar(np.arange(top.size), v[top], color=COLORS[mod])
@@ -85,8 +89,9 @@ def plot_top_feature_histograms(features, edges, counts: dict, kl, label: str = 
     fig, axes = plt.subplots(1, max(n, 1), figsize=(3.6 * max(n, 1), 3.2), squeeze=False)
     for j, ax in enumerate(axes[0][:n]):
         for mod in ("image", "text"):
-            _hist_from_counts(ax, edges[j], _density(counts[mod][j], edges[j]), fill=True, alpha=0.45,
-                              color=COLORS[mod], label=mod)
+            _hist_from_counts(
+                ax, edges[j], _density(counts[mod][j], edges[j]), fill=True, alpha=0.45, color=COLORS[mod], label=mod
+            )
         ax.set_title(f"feature {int(features[j])}  (KL {kl[j]:.3g})", fontsize=9)
         ax.set_xlabel("value")
         ax.set_ylabel("density")
@@ -96,8 +101,7 @@ def plot_top_feature_histograms(features, edges, counts: dict, kl, label: str = 
     return fig
 
 
-def plot_svm_top2(x2, y, features, w, b, accuracy: float, label: str = "", max_points: int = 20000,
-                  seed: int = 0):
+def plot_svm_top2(x2, y, features, w, b, accuracy: float, label: str = "", max_points: int = 20000, seed: int = 0):
     """Fig. 2 (scatter): the two most separable features and the linear SVM boundary w·x + b = 0."""
     plt = _plt()
     x2 = np.asarray(x2, float)
@@ -109,8 +113,7 @@ def plot_svm_top2(x2, y, features, w, b, accuracy: float, label: str = "", max_p
     fig, ax = plt.subplots(figsize=(5, 4.4))
     for cls, mod in ((0, "image"), (1, "text")):
         s = idx[y[idx] == cls]
-        ax.scatter(x2[s, 0], x2[s, 1], s=4, alpha=0.5, color=COLORS[mod], label=mod, rasterized=True,
-                   linewidths=0)
+        ax.scatter(x2[s, 0], x2[s, 1], s=4, alpha=0.5, color=COLORS[mod], label=mod, rasterized=True, linewidths=0)
     xl = np.array(ax.get_xlim())
     yl = ax.get_ylim()
     w = np.asarray(w, float)
@@ -122,8 +125,7 @@ def plot_svm_top2(x2, y, features, w, b, accuracy: float, label: str = "", max_p
     ax.set_ylim(yl)
     ax.set_xlabel(f"feature {int(features[0])}")
     ax.set_ylabel(f"feature {int(features[1])}")
-    ax.set_title(f"Linear SVM on 2 features: held-out accuracy {100 * accuracy:.2f}% {label}".strip(),
-                 fontsize=9)
+    ax.set_title(f"Linear SVM on 2 features: held-out accuracy {100 * accuracy:.2f}% {label}".strip(), fontsize=9)
     ax.legend(fontsize=8, markerscale=3)
     fig.tight_layout()
     return fig
@@ -137,7 +139,7 @@ def plot_centred_features(per_mod: dict, n_features: int, label: str = ""):
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     cmap = plt.get_cmap("tab10")
-    for ax, mod in zip(axes, ("image", "text")):
+    for ax, mod in zip(axes, ("image", "text"), strict=False):
         e, c = per_mod[mod]["feat_edges"], per_mod[mod]["feat_counts"]
         for j in range(n_features):
             _hist_from_counts(ax, e[j], _density(c[j], e[j]), color=cmap(j % 10), lw=1, label=f"{j}")
@@ -154,16 +156,21 @@ def plot_norms(per_mod: dict, bins: int = 60, label: str = ""):
     """Fig. 4 (right): ‖x̃‖ (centred) and ‖v‖ (raw) per modality: a thin shell, no mass near 0."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, kind, title in ((axes[0], "norm_centred", "‖x̃‖ = ‖v − m‖ (centred)"),
-                            (axes[1], "norm_raw", "‖v‖ (raw)")):
+    for ax, kind, title in ((axes[0], "norm_centred", "‖x̃‖ = ‖v − m‖ (centred)"), (axes[1], "norm_raw", "‖v‖ (raw)")):
         hi = max(float(_finite(per_mod[m][kind]).max(initial=0)) for m in ("image", "text"))
         edges = np.linspace(0.0, hi * 1.05 if hi > 0 else 1.0, bins + 1)
         for mod in ("image", "text"):
-            ax.hist(_finite(per_mod[mod][kind]), bins=edges, histtype="stepfilled", density=True, alpha=0.5,
-                    color=COLORS[mod], label=mod)
+            ax.hist(
+                _finite(per_mod[mod][kind]),
+                bins=edges,
+                histtype="stepfilled",
+                density=True,
+                alpha=0.5,
+                color=COLORS[mod],
+                label=mod,
+            )
             if kind == "norm_centred":
-                ax.axvline(per_mod[mod]["rms_norm"], color=COLORS[mod], ls="--", lw=1,
-                           label=f"√tr C ({mod})")
+                ax.axvline(per_mod[mod]["rms_norm"], color=COLORS[mod], ls="--", lw=1, label=f"√tr C ({mod})")
         ax.set_xlabel("norm")
         ax.set_ylabel("density")
         ax.set_title(title, fontsize=9)
@@ -204,14 +211,24 @@ def _two_hist(values: dict, xlabel: str, title: str, bins: int, log_x=False, vli
 
 def plot_variance_hist(per_mod: dict, bins: int = 60, label: str = ""):
     """Fig. 5 (left): per-feature variance σ²(ℓ) — a long tail: an ellipsoid, not a sphere."""
-    return _two_hist({m: per_mod[m]["var"] for m in ("image", "text")}, "variance σ²(ℓ) (log scale)",
-                     f"Per-feature variance {label}".strip(), bins, log_x=True)
+    return _two_hist(
+        {m: per_mod[m]["var"] for m in ("image", "text")},
+        "variance σ²(ℓ) (log scale)",
+        f"Per-feature variance {label}".strip(),
+        bins,
+        log_x=True,
+    )
 
 
 def plot_odd_hist(per_mod: dict, bins: int = 60, label: str = ""):
     """Fig. 5 (right): off-diagonal dominance ODD(ℓ) (Eq. 6); ≥ 1 (dashed) means strong correlations."""
-    return _two_hist({m: per_mod[m]["odd"] for m in ("image", "text")}, "ODD(ℓ) = Σ_{k≠ℓ}|C_ℓk| / C_ℓℓ",
-                     f"Off-diagonal dominance {label}".strip(), bins, vline=1.0)
+    return _two_hist(
+        {m: per_mod[m]["odd"] for m in ("image", "text")},
+        "ODD(ℓ) = Σ_{k≠ℓ}|C_ℓk| / C_ℓℓ",
+        f"Off-diagonal dominance {label}".strip(),
+        bins,
+        vline=1.0,
+    )
 
 
 def plot_eigen_spectrum(per_mod: dict, label: str = ""):
@@ -221,9 +238,13 @@ def plot_eigen_spectrum(per_mod: dict, label: str = ""):
     for mod in ("image", "text"):
         e = np.asarray(per_mod[mod]["eig"], float)
         pos = e > (e[0] * 1e-12 if e.size else 0)
-        ax.plot(np.arange(1, e.size + 1)[pos], e[pos], color=COLORS[mod],
-                label=f"{mod}: eff. rank {per_mod[mod]['effective_rank']:.1f}, "
-                      f"PR {per_mod[mod]['participation_ratio']:.1f}")
+        ax.plot(
+            np.arange(1, e.size + 1)[pos],
+            e[pos],
+            color=COLORS[mod],
+            label=f"{mod}: eff. rank {per_mod[mod]['effective_rank']:.1f}, "
+            f"PR {per_mod[mod]['participation_ratio']:.1f}",
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("index (largest first)")
@@ -267,22 +288,31 @@ def plot_whitening(per_mod: dict, bins: int = 60, label: str = ""):
         k = int(per_mod[mod]["kept_dims"])
         if per_mod[mod].get("degenerate"):
             degenerate.append(mod)
-        ax.hist(zn, bins=edges, histtype="stepfilled", density=True, alpha=0.5, color=COLORS[mod],
-                label=f"{mod} (k = {k})")
+        ax.hist(
+            zn, bins=edges, histtype="stepfilled", density=True, alpha=0.5, color=COLORS[mod], label=f"{mod} (k = {k})"
+        )
         if k > 0:
             t = np.linspace(lo, hi, 400)
             ax.plot(t, chi_pdf(t, k), color=COLORS[mod], ls="--", lw=1, label=f"chi({k})")
     ax.set_xlabel("‖z‖ (whitened)")
     ax.set_ylabel("density")
-    ax.set_title("Whitened norms vs chi" + (f" — N ≤ d for {', '.join(degenerate)}: degenerate"
-                                           if degenerate else ""), fontsize=9)
+    ax.set_title(
+        "Whitened norms vs chi" + (f" — N ≤ d for {', '.join(degenerate)}: degenerate" if degenerate else ""),
+        fontsize=9,
+    )
     ax.legend(fontsize=7)
     ax = axes[1]
     allk = np.concatenate([_finite(per_mod[m]["kurtosis"]) for m in ("image", "text")])
     edges = np.linspace(allk.min(), allk.max(), bins + 1) if allk.size and allk.max() > allk.min() else bins
     for mod in ("image", "text"):
-        ax.hist(_finite(per_mod[mod]["kurtosis"]), bins=edges, histtype="stepfilled", alpha=0.5,
-                color=COLORS[mod], label=mod)
+        ax.hist(
+            _finite(per_mod[mod]["kurtosis"]),
+            bins=edges,
+            histtype="stepfilled",
+            alpha=0.5,
+            color=COLORS[mod],
+            label=mod,
+        )
     ax.axvline(0.0, color="k", ls="--", lw=1, label="normal")
     ax.set_xlabel("excess kurtosis per principal axis")
     ax.set_ylabel("number of axes")
@@ -304,8 +334,15 @@ def plot_origin_distance(per_mod: dict, bins: int = 60, label: str = ""):
     lo, hi = float(allv.min()), float(allv.max())
     edges = np.linspace(lo, hi, bins + 1) if hi > lo else np.linspace(lo - 0.5, hi + 0.5, bins + 1)
     for mod in ("image", "text"):
-        ax.hist(_finite(per_mod[mod]["origin_distance"]), bins=edges, histtype="stepfilled", density=True,
-                alpha=0.5, color=COLORS[mod], label=mod)
+        ax.hist(
+            _finite(per_mod[mod]["origin_distance"]),
+            bins=edges,
+            histtype="stepfilled",
+            density=True,
+            alpha=0.5,
+            color=COLORS[mod],
+            label=mod,
+        )
     ax.set_xlabel("distance from the origin ‖v‖")
     ax.set_ylabel("density")
     ax.set_title(f"Distance from the origin {label}".strip(), fontsize=10)
@@ -319,13 +356,19 @@ def plot_root_distance(per_mod: dict, threshold: float, bins: int = 60, label: s
     most mass below ``threshold`` = the cone."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    allv = np.concatenate([_finite(per_mod[m]["root_cosine_distance"]) for m in ("image", "text")])
     edges = np.linspace(0.0, 1.0, bins + 1)  # (1 - cos)/2 lies in [0, 1]
     for mod in ("image", "text"):
         v = _finite(per_mod[mod]["root_cosine_distance"])
         frac = float(np.mean(v <= threshold)) if v.size else float("nan")
-        ax.hist(v, bins=edges, histtype="stepfilled", density=True, alpha=0.5, color=COLORS[mod],
-                label=f"{mod} ({100 * frac:.1f}% ≤ {threshold:g})")
+        ax.hist(
+            v,
+            bins=edges,
+            histtype="stepfilled",
+            density=True,
+            alpha=0.5,
+            color=COLORS[mod],
+            label=f"{mod} ({100 * frac:.1f}% ≤ {threshold:g})",
+        )
     ax.axvline(threshold, color="k", ls="--", lw=1)
     ax.set_xlabel("scaled cosine distance (1 − cos(v, [ROOT])) / 2")
     ax.set_xlim(0.0, 1.0)

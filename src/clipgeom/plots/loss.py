@@ -15,8 +15,11 @@ SUBSET_STYLE = {
     "misclassified": dict(color="tab:red", label="misclassified"),
 }
 SHIFT_LABEL = {"image": "image shift  $v_i - \\alpha m_i$", "text": "text shift  $v_t - \\alpha m_t$"}
-GEOMETRY_LABEL = {"cosine": "cosine (CLIP)", "euclidean": "$-\\|x-y\\|$ (EuCLIP)",
-                  "sq_euclidean": "$-\\|x-y\\|^2$ (EuCLIP, squared)"}
+GEOMETRY_LABEL = {
+    "cosine": "cosine (CLIP)",
+    "euclidean": "$-\\|x-y\\|$ (EuCLIP)",
+    "sq_euclidean": "$-\\|x-y\\|^2$ (EuCLIP, squared)",
+}
 
 
 def _plt():
@@ -52,9 +55,9 @@ def plot_loss_curves(alphas, curves: dict, shifts=("image", "text"), label: str 
     alphas = np.asarray(alphas, float)
     shifts = [s for s in shifts if s in curves]
     fig, axes = plt.subplots(max(len(shifts), 1), 5, figsize=(18, 3.3 * max(len(shifts), 1)), squeeze=False)
-    for row, s in zip(axes, shifts):
+    for row, s in zip(axes, shifts, strict=False):
         c = curves[s]
-        for ax, sub in zip(row[:3], ("all", "correct", "misclassified")):
+        for ax, sub in zip(row[:3], ("all", "correct", "misclassified"), strict=False):
             st = SUBSET_STYLE[sub]
             y = np.asarray(c[f"loss_{sub}"], float)
             ax.plot(alphas, y, "-", color=st["color"], lw=1.5)
@@ -83,8 +86,7 @@ def plot_loss_curves(alphas, curves: dict, shifts=("image", "text"), label: str 
         ax.set_title("retrieval accuracy in the batch", fontsize=9)
         ax.set_xlabel("α")
         ax.legend(fontsize=7)
-        row[0].annotate(SHIFT_LABEL[s], (0.02, 0.96), xycoords="axes fraction", va="top", fontsize=8,
-                        color="0.25")
+        row[0].annotate(SHIFT_LABEL[s], (0.02, 0.96), xycoords="axes fraction", va="top", fontsize=8, color="0.25")
     if not shifts:
         axes[0, 0].text(0.5, 0.5, "no shift computed", ha="center", transform=axes[0, 0].transAxes)
     temp = f", logit scale {scale:g}" if scale is not None else ""
@@ -93,8 +95,9 @@ def plot_loss_curves(alphas, curves: dict, shifts=("image", "text"), label: str 
     return fig
 
 
-def plot_geometry_curves(alphas, curves: dict, geometries, shifts=("image", "text"), label: str = "",
-                         scale: float | None = None):
+def plot_geometry_curves(
+    alphas, curves: dict, geometries, shifts=("image", "text"), label: str = "", scale: float | None = None
+):
     """The alpha sweep under each geometry (EuCLIP's Euclidean logits beside cosine): per geometry the loss
     change from alpha = 0 for all/correct/misclassified pairs, per shift, and the retrieval accuracy.
     ``curves[(geometry, shift)]`` as returned by :func:`clipgeom.loss.alpha_sweep`."""
@@ -104,8 +107,8 @@ def plot_geometry_curves(alphas, curves: dict, geometries, shifts=("image", "tex
     nrow = max(len(geometries), 1)
     fig, axes = plt.subplots(nrow, len(shifts) + 1, figsize=(5 * (len(shifts) + 1), 3.2 * nrow), squeeze=False)
     i0 = int(np.argmin(np.abs(alphas)))
-    for row, g in zip(axes, geometries):
-        for ax, s in zip(row, shifts):
+    for row, g in zip(axes, geometries, strict=False):
+        for ax, s in zip(row, shifts, strict=False):
             c = curves.get((g, s))
             if c is None:
                 ax.set_visible(False)
@@ -123,7 +126,7 @@ def plot_geometry_curves(alphas, curves: dict, geometries, shifts=("image", "tex
             ax.set_ylabel("loss − loss(α=0)")
             ax.legend(fontsize=7)
         ax = row[-1]
-        for s, ls in zip(shifts, ("-", "--")):
+        for s, ls in zip(shifts, ("-", "--"), strict=False):
             c = curves.get((g, s))
             if c is not None:
                 ax.plot(alphas, c["accuracy_i2t"], ls, color="tab:blue", label=f"image→text R@1, {s} shift")
@@ -148,18 +151,35 @@ def plot_blur(settings: dict, bins: int = 50):
     plt = _plt()
     names = list(settings)
     fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 3.6), squeeze=False)
-    for ax, name in zip(axes[0], names):
+    for ax, name in zip(axes[0], names, strict=False):
         s = settings[name]
         lo = min(s.cos_mean.min(), s.cos_far.min())
         hi = max(s.cos_mean.max(), s.cos_far.max())
         edges = np.linspace(lo, hi, bins + 1)
-        ax.hist(s.cos_mean, bins=edges, histtype="stepfilled", alpha=0.6, color="tab:blue",
-                label=f"cos(m, v): mean {s.cos_mean.mean():.3f}")
-        ax.hist(s.cos_far, bins=edges, histtype="stepfilled", alpha=0.6, color="tab:red",
-                label=f"cos(v_far, v): mean {s.cos_far.mean():.3f}")
+        ax.hist(
+            s.cos_mean,
+            bins=edges,
+            histtype="stepfilled",
+            alpha=0.6,
+            color="tab:blue",
+            label=f"cos(m, v): mean {s.cos_mean.mean():.3f}",
+        )
+        ax.hist(
+            s.cos_far,
+            bins=edges,
+            histtype="stepfilled",
+            alpha=0.6,
+            color="tab:red",
+            label=f"cos(v_far, v): mean {s.cos_far.mean():.3f}",
+        )
         nz = np.flatnonzero(s.centre)
-        where = "origin" if nz.size == 0 else "centre (" + ", ".join(f"{s.centre[i]:g}" for i in range(nz.max() + 1)) \
+        where = (
+            "origin"
+            if nz.size == 0
+            else "centre ("
+            + ", ".join(f"{s.centre[i]:g}" for i in range(nz.max() + 1))
             + (", 0, …)" if nz.max() + 1 < s.centre.size else ")")
+        )
         ax.set_title(f"{name}: {len(s.vectors)} vectors in {s.vectors.shape[1]}-d at {where}", fontsize=9)
         ax.set_xlabel("cosine similarity")
         ax.set_ylabel("count")
