@@ -6,6 +6,8 @@
 #
 # See README.md for the outputs, the cluster profile and reruns.
 
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.19")
@@ -16,10 +18,12 @@ report: "report/workflow.rst"
 
 
 # config/config.yaml (the paper's setup) unless --configfile names another: Snakemake would
-# otherwise merge the two, and the demo would inherit COCO's dataset.
-if not config:
+# otherwise merge the two, and the demo would inherit COCO's dataset. --config key=value
+# overrides apply on top of either. Used as a module, the host's `config:` is this workflow's
+# config and this line is skipped. The path is this workflow's own, not the working directory's.
+if not workflow.overwrite_configfiles:
 
-    configfile: "config/config.yaml"
+    configfile: os.path.join(str(workflow.current_basedir), "config", "config.yaml")
 
 
 include: "rules/common.smk"

@@ -1,8 +1,38 @@
 # Config validation and every input/param helper the rules share.
 import hashlib
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
+
+# This workflow's own directory: its schema, scripts and model configs resolve against it, also
+# when it runs as a module of another workflow (where workflow.basedir is the host's directory).
+if not str(workflow.current_basedir).startswith("/"):
+    raise WorkflowError(
+        f"clipgeom runs as a module only from a local checkout (got {workflow.current_basedir}): "
+        "clone the repository and name its Snakefile by path in `module ...: snakefile:`"
+    )
+ROOT = Path(str(workflow.current_basedir)).parent
+PKG = ROOT / "src" / "clipgeom"
+
+
+def _import_clipgeom():
+    """The clipgeom package: installed (pip install -e <this checkout>), else this checkout's src/."""
+    try:
+        import clipgeom
+    except ImportError:
+        sys.path.insert(0, str(ROOT / "src"))
+        import clipgeom
+    here = Path(clipgeom.__file__).resolve().parent
+    if here != PKG.resolve():
+        logger.warning(
+            f"clipgeom is imported from {here}, not from this workflow's {PKG}: "
+            "install this checkout (pip install -e) so that the rules and the package agree"
+        )
+
+
+_import_clipgeom()
 
 from clipgeom.config import (
     canonical,
@@ -12,7 +42,7 @@ from clipgeom.config import (
 )
 from clipgeom.summary import is_paper_setup
 
-validate_config(config, Path(workflow.basedir) / "config" / "schema")
+validate_config(config, ROOT / "config" / "schema")
 # Dangling references, keys a kind needs, weights, precision, architectures, grids, shard count:
 # every config error surfaces here, before any job.
 check_config(
@@ -23,8 +53,6 @@ check_config(
     ),
 )
 
-ROOT = Path(workflow.basedir)
-PKG = ROOT / "src" / "clipgeom"
 DATASETS = config["datasets"]
 MODELS = config["models"]  # may be empty: a config that only imports embeddings
 
@@ -162,6 +190,32 @@ def names_regex(names):
     return "|".join(re.escape(n) for n in names) if names else "(?!x)x"
 
 
+# Used as a module with `prefix: "<dir>"`, Snakemake puts every relative input, output and log of
+# these rules under <dir>/. Paths that reach a script through params must get the same prefix when
+# they are workflow products (results/...); a user's own files (data, checkpoints, model configs) must
+# not get it: they are marked local().
+PREFIX = (
+    getattr(getattr(workflow.modifier, "path_modifier", None), "prefix", None) or ""
+)
+
+
+def product(path):
+    """A workflow product's path (results/...) as a script sees it: with the module's prefix."""
+    return PREFIX + path if path and path.startswith("results/") else path
+
+
+def user_file(path):
+    """A user's own file, exempt from a module's prefix (results/... paths are products, prefixed)."""
+    if (
+        not PREFIX
+        or not path
+        or path.startswith("results/")
+        or Path(path).is_absolute()
+    ):
+        return path
+    return local(path)
+
+
 def demo_root(dataset):
     return f"results/demo_data/{dataset}"
 
@@ -178,7 +232,7 @@ def dataset_inputs(wildcards):
             "captions": f"{demo_root(wildcards.dataset)}/captions.jsonl",
             "images": f"{demo_root(wildcards.dataset)}/images",
         }
-    files = {k: c[k] for k in ("captions", "images") if c.get(k)}
+    files = {k: user_file(c[k]) for k in ("captions", "images") if c.get(k)}
     if not (c["kind"] == "coco" and c["download"]):
         for key, path in files.items():
             if not Path(path).exists() and not path.startswith("results/"):
@@ -222,7 +276,11 @@ def image_fingerprint(wildcards):
 
 def image_root(dataset):
     c = DATASETS[dataset]
-    return f"{demo_root(dataset)}/images" if c["kind"] == "demo" else c.get("images")
+    return (
+        product(f"{demo_root(dataset)}/images")
+        if c["kind"] == "demo"
+        else c.get("images")
+    )
 
 
 def _model_config_path(p):
@@ -237,7 +295,15 @@ for _c in MODELS.values():
 
 
 def model_cfg(model):
-    return canonical(MODELS[model])
+    """A model's config as its embedding job reads it (seeded random weights are a workflow product)."""
+    c = canonical(MODELS[model])
+    if (
+        c["init_seed"] is not None
+        and c["pretrained"]
+        and not Path(c["pretrained"]).is_absolute()
+    ):
+        c["pretrained"] = PREFIX + c["pretrained"]
+    return c
 
 
 def model_files(wildcards):
@@ -245,13 +311,13 @@ def model_files(wildcards):
     c = MODELS[wildcards.model]
     files = {}
     if c["model_config"]:
-        files["model_config"] = c["model_config"]
+        files["model_config"] = user_file(c["model_config"])
     p = c["pretrained"]
     if p and (
         c["init_seed"] is not None
         or Path(p).suffix in (".pt", ".pth", ".bin", ".safetensors")
     ):
-        files["checkpoint"] = p
+        files["checkpoint"] = p if c["init_seed"] is not None else user_file(p)
     return files
 
 
@@ -260,7 +326,14 @@ def embed_gpus(wildcards):
 
 
 def embeddings_source(wildcards):
-    return DATASETS[wildcards.dataset]["path"]
+    return user_file(DATASETS[wildcards.dataset]["path"])
+
+
+def comparison_path(filename):
+    """results/comparison/{run_name}/<filename>: what depends on the whole config is kept per run_name,
+    so that the demo and the paper's config (or any two configs) do not overwrite each other's.
+    """
+    return f"results/comparison/{config['run_name']}/{filename}"
 
 
 def all_targets():
@@ -268,7 +341,7 @@ def all_targets():
     targets += [rejected_csv(d, m) for d, m in embedding_pairs()]
     targets += [f"results/{d}/{m}/summary.json" for d, m in analysis_pairs()]
     targets += ["results/simulations/blur_simulation/metrics.json"]
-    targets += ["results/comparison/summary_table.csv"]
+    targets += [comparison_path("summary_table.csv")]
     return targets
 
 

@@ -1,5 +1,5 @@
 # Cross-model comparison: every headline number of every dataset x model summary.json in one table
-# and two figures (results/comparison/) — is the double ellipsoid universal? One job for the whole run.
+# and two figures (results/comparison/{run_name}/) — is the double ellipsoid universal? One job for the whole run.
 # Computation: src/clipgeom/compare.py; figures: src/clipgeom/plots/compare.py.
 
 from clipgeom.compare import HEADLINE_PATTERNS
@@ -10,32 +10,32 @@ rule compare_models:
         summaries=[f"results/{d}/{m}/summary.json" for d, m in analysis_pairs()],
     output:
         table=report(
-            "results/comparison/summary_table.csv",
+            comparison_path("summary_table.csv"),
             caption="../report/compare/summary_table.rst",
             category="Cross-model comparison",
             subcategory="All datasets × models",
             labels={"file": "summary_table.csv"},
         ),
         grid_png=report(
-            "results/comparison/headline_grid.png",
+            comparison_path("headline_grid.png"),
             caption="../report/compare/headline_grid.rst",
             category="Cross-model comparison",
             subcategory="All datasets × models",
             labels={"file": "headline_grid.png"},
         ),
-        grid_pdf="results/comparison/headline_grid.pdf",
+        grid_pdf=comparison_path("headline_grid.pdf"),
         all_png=report(
-            "results/comparison/all_numbers.png",
+            comparison_path("all_numbers.png"),
             caption="../report/compare/all_numbers.rst",
             category="Cross-model comparison",
             subcategory="All datasets × models",
             labels={"file": "all_numbers.png"},
         ),
-        all_pdf="results/comparison/all_numbers.pdf",
+        all_pdf=comparison_path("all_numbers.pdf"),
     log:
-        "results/comparison/logs/compare_models.log",
+        comparison_path("logs/compare_models.log"),
     benchmark:
-        "results/comparison/benchmarks/compare_models.tsv"
+        comparison_path("benchmarks/compare_models.tsv")
     localrule: True  # cheap: on a cluster, run on the submit host
     conda:
         "../envs/clipgeom.yaml"

@@ -64,7 +64,7 @@ rule prepare_dataset:
         "../envs/clipgeom.yaml"
     params:
         dataset=lambda wc: dataset_cfg(wc.dataset),
-        demo_root=lambda wc: demo_root(wc.dataset),
+        demo_root=lambda wc: product(demo_root(wc.dataset)),
         images_fingerprint=image_fingerprint,
         code=code_version(
             "workflow/scripts/prepare_dataset.py",

@@ -180,7 +180,7 @@ def test_complete_run_is_up_to_date(demo_run):
     """Baseline: straight after the run, Snakemake has nothing to do (and every target exists)."""
     jobs, out = dry_run(demo_run, demo_run / "demo.yaml")
     assert jobs == {}, f"a finished demo is not up to date:\n{out[-4000:]}"
-    assert (demo_run / "results" / "comparison" / "summary_table.csv").exists()
+    assert (demo_run / "results" / "comparison" / "offline-demo" / "summary_table.csv").exists()
 
 
 @pytest.mark.parametrize(

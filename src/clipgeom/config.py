@@ -59,9 +59,64 @@ def _key_path(error) -> str:
     return ".".join(parts) if parts else "<top level>"
 
 
+_TRUE, _FALSE, _NULL = ("true", "yes", "on"), ("false", "no", "off"), ("null", "none", "~", "")
+
+
+def _coerce_scalar(value: str, types: list[str]):
+    """``value`` (a string from the command line) as the first schema type it parses as, else unchanged."""
+    low = value.strip().lower()
+    for t in types:
+        try:
+            if t == "integer":
+                return int(value)
+            if t == "number":
+                return float(value)
+        except ValueError:
+            continue
+        if t == "boolean" and low in _TRUE + _FALSE:
+            return low in _TRUE
+        if t == "null" and low in _NULL:
+            return None
+    return value
+
+
+def coerce_to_schema(instance, schema: Mapping):
+    """Strings where the schema wants a number, integer, boolean or null, converted in place.
+
+    Snakemake's ``--config key=value`` parses a top-level value as int, float or bool, but a nested
+    one (``--config 'stages={alpha_sweep: {alpha_step: 0.2}}'``) arrives as the string ``'0.2'``; a
+    value that is a string where the schema allows a string stays one. Returns the (possibly new) value.
+    """
+    if isinstance(instance, str):
+        types = schema.get("type")
+        types = [types] if isinstance(types, str) else list(types or [])
+        if "enum" in schema and not types:
+            types = [
+                {bool: "boolean", int: "integer", float: "number", type(None): "null"}.get(type(v), "string")
+                for v in schema["enum"]
+            ]
+        if types and "string" not in types:
+            return _coerce_scalar(instance, types)
+        return instance
+    if isinstance(instance, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key in list(instance):
+            sub = props.get(key, extra if isinstance(extra, Mapping) else None)
+            if sub is not None:
+                instance[key] = coerce_to_schema(instance[key], sub)
+    elif isinstance(instance, list) and isinstance(schema.get("items"), Mapping):
+        instance[:] = [coerce_to_schema(v, schema["items"]) for v in instance]
+    return instance
+
+
 def validate_config(config: dict, schema_dir: str | Path) -> dict:
-    """Validate ``config`` in place (filling defaults); raise :class:`ConfigError` naming every bad key."""
+    """Validate ``config`` in place (filling defaults); raise :class:`ConfigError` naming every bad key.
+
+    Strings from ``--config key=value`` are first typed by the schema (:func:`coerce_to_schema`).
+    """
     schema = load_schema(schema_dir)
+    coerce_to_schema(config, schema)
     errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         lines = []
