@@ -27,9 +27,10 @@ import h5py
 import numpy as np
 
 from .atomic import atomic_path
-from .data import manifest_checksum, sha256_file, shard_slice
+from .data import manifest_checksum, shard_slice
 from .h5io import Embeddings, attr_value, bad_rows, write_embeddings
-from .imagesource import BadImageError, ImageSource, sha256_hex
+from .hashing import sha256_file, sha256_hex
+from .imagesource import BadImageError, ImageSource
 
 log = logging.getLogger(__name__)
 
@@ -56,26 +57,72 @@ class ModelLoadError(ValueError):
     """A model that cannot be built as configured; the message names the file or setting and what to check."""
 
 
-def resolve_device(device: str) -> str:
+# Environment variables by which a scheduler tells a job which GPUs it was given.
+_GPU_ALLOCATION_VARS = ("SLURM_GPUS_ON_NODE", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_GPUS", "CUDA_VISIBLE_DEVICES")
+
+
+def gpu_allocation(environ=None) -> str | None:
+    """The variable that says this job was given a GPU (``NAME=value``), or None.
+
+    SLURM sets ``SLURM_GPUS_ON_NODE`` / ``SLURM_JOB_GPUS`` / ``SLURM_STEP_GPUS`` for a job that asked for GPUs
+    (the executor plugin turns the rule's ``gpu=1`` into ``--gpus=1``), and most schedulers set
+    ``CUDA_VISIBLE_DEVICES``. Empty, ``0`` counts, ``-1`` and ``NoDevFiles`` mean none.
+    """
+    env = os.environ if environ is None else environ
+    for name in _GPU_ALLOCATION_VARS:
+        value = (env.get(name) or "").strip()
+        if not value or value in ("-1", "NoDevFiles", "none", "(null)"):
+            continue
+        if name == "SLURM_GPUS_ON_NODE" and value.isdigit() and int(value) == 0:
+            continue
+        return f"{name}={value}"
+    return None
+
+
+def _torch_build(torch) -> str:
+    build = torch.version.cuda
+    return f"torch {torch.__version__} (" + (f"built for CUDA {build}" if build else "a CPU-only build") + ")"
+
+
+def _no_gpu_hint(torch) -> str:
+    if torch.version.cuda is None:
+        return "install a CUDA build of torch (README: Install, on a CUDA cluster), or set the model's device: cpu"
+    return (
+        f"check that nvidia-smi works on this node and that its NVIDIA driver supports CUDA {torch.version.cuda} "
+        "(a driver older than the torch build hides the GPU: install the torch build that matches the driver, "
+        "README: Install), or set the model's device: cpu"
+    )
+
+
+def resolve_device(device: str, environ=None) -> str:
+    """The torch device for a model's ``device`` setting; logs the choice and why.
+
+    ``cuda`` without a usable GPU is an error. ``auto`` takes the GPU when torch sees one; without one it
+    falls back to the CPU only when no GPU was allocated to the job: a job that holds a GPU
+    (:func:`gpu_allocation`) while torch sees none fails, naming torch's CUDA build and what to check,
+    instead of embedding on the CPU while the GPU sits idle.
+    """
     import torch
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        build = torch.version.cuda
-        if build is None:
-            hint = "this torch is a CPU-only build: install a CUDA build of torch (see envs/) or set device: cpu"
-        else:
-            hint = (
-                f"this torch is built for CUDA {build}, so check that the job was given a GPU "
-                "(CUDA_VISIBLE_DEVICES, the scheduler's gpu resource), that nvidia-smi works and that "
-                f"the NVIDIA driver supports CUDA {build}; or set device: cpu"
-            )
-        raise ModelLoadError(
-            f"device 'cuda' requested but torch {torch.__version__} "
-            f"(torch.version.cuda={build}) sees no CUDA device: {hint}"
+    if device == "cpu":
+        log.info("device: cpu (the model's device setting)")
+        return "cpu"
+    allocated = gpu_allocation(environ)
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name(0)
+        log.info("device: cuda (%s; %s; %s)", name, _torch_build(torch), allocated or "no scheduler GPU variable")
+        return "cuda"
+    if device == "cuda" or allocated:
+        why = (
+            "the model's device is 'cuda'"
+            if device == "cuda"
+            else f"this job was given a GPU ({allocated}) and the model's device is 'auto'"
         )
-    return device
+        raise ModelLoadError(f"{why}, but {_torch_build(torch)} sees no CUDA device: {_no_gpu_hint(torch)}")
+    log.info(
+        "device: cpu (device 'auto': %s sees no CUDA device and no GPU was allocated to this job)", _torch_build(torch)
+    )
+    return "cpu"
 
 
 def register_model_config(model_config: str | os.PathLike | None) -> None:
