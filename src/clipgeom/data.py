@@ -35,7 +35,6 @@ a caption is an error, not a truncated caption).
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import logging
@@ -48,6 +47,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from .hashing import sha256_file, sha256_hex
 from .imagesource import BadImageError, ImageSource, UnsafePathError, safe_relpath
 
 log = logging.getLogger(__name__)
@@ -61,14 +61,6 @@ _FIRST_REASONS = 5
 
 class DataError(ValueError):
     """Bad input data; the message names the file and the item."""
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _type_name(v) -> str:
@@ -656,7 +648,7 @@ def image_root_for(cfg: dict, demo_root: str | os.PathLike | None = None) -> str
 def manifest_checksum(manifest: dict) -> str:
     """sha256 of the manifest's content (what gets embedded, in order)."""
     payload = json.dumps({k: manifest[k] for k in ("images", "captions", "source")}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()
+    return sha256_hex(payload.encode())
 
 
 def shard_slice(n: int, shard: int, n_shards: int) -> slice:

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import sha256_file
 from .h5io import (
     Embeddings,
     EmbeddingsFileError,
@@ -40,6 +39,7 @@ from .h5io import (
     read_embeddings,
     validate_arrays,
 )
+from .hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
