@@ -321,6 +321,14 @@ def model_files(wildcards):
     return files
 
 
+def loader_workers(wildcards, threads):
+    """DataLoader processes of an embedding job: embedding.loader_workers, or by default the job's
+    threads but one (that one drives the model), so --set-threads embed_shard=N sizes the decoding.
+    """
+    n = config["embedding"]["loader_workers"]
+    return max(0, threads - 1) if n is None else n
+
+
 def embed_gpus(wildcards):
     return 0 if MODELS[wildcards.model]["device"] == "cpu" else 1
 

@@ -24,6 +24,7 @@ for _m, _c in MODELS.items():
                 code=code_version(
                     "workflow/scripts/random_weights.py",
                     "embed",
+                    "hashing",
                     "atomic",
                     "scripting",
                 ),
@@ -49,7 +50,7 @@ rule embed_shard:
         gpu=embed_gpus,
         batch_size=config["embedding"]["batch_size"],
         text_batch_size=config["embedding"]["text_batch_size"],
-        loader_workers=config["embedding"]["loader_workers"],
+        loader_workers=loader_workers,
         mem_mb=8000,
     params:
         model=lambda wc: model_cfg(wc.model),
@@ -58,6 +59,7 @@ rule embed_shard:
             "workflow/scripts/embed_shard.py",
             "embed",
             "data",
+            "hashing",
             "imagesource",
             "h5io",
             "atomic",
@@ -85,6 +87,7 @@ rule merge_embeddings:
         code=code_version(
             "workflow/scripts/merge_embeddings.py",
             "embed",
+            "hashing",
             "h5io",
             "rejects",
             "outputs",
@@ -115,6 +118,7 @@ rule import_embeddings:
         code=code_version(
             "workflow/scripts/import_embeddings.py",
             "imported",
+            "hashing",
             "h5io",
             "rejects",
             "outputs",

@@ -317,9 +317,10 @@ def test_gpu_comes_from_the_rule(slurm_cluster, tmp_path):
     assert re.fullmatch(r"job=\d+ gpus=none\n", (wd / "emb" / "cpu_model.txt").read_text())
     (job,) = slurm_cluster.jobs_named(prefix)
     assert job["state"] == "COMPLETED", job
-    # the profile's set-resources reached the job (cpus_per_task clamped to the test node)
+    # the profile's set-threads reached SLURM as the job's CPUs (--max-threads clamps it to the node)
     profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
-    want_cpus = min(profile["set-resources"]["embed_shard"]["cpus_per_task"], slurm_cluster.job_cpus)
+    assert "cpus_per_task" not in str(profile.get("set-resources", "")), "CPUs come from threads only"
+    want_cpus = min(profile["set-threads"]["embed_shard"], slurm_cluster.cpus)
     assert int(job["cpus"]) == want_cpus, job
 
     # no GPU here: SLURM refuses the submission, which names the GPU request
