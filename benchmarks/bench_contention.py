@@ -1,6 +1,6 @@
 """Benchmark of the alpha sweep under CPU contention: does the workflow's thread confinement hold?
 
-The alpha sweep (clipgeom.loss.sweep_pair_terms, N = 5,000 CLIP-like raw pairs from bench_loss.clip_like,
+The alpha sweep (clipgeom.sweep.sweep_pair_terms, N = 5,000 CLIP-like raw pairs from bench_loss.clip_like,
 d = 512, a 21-point grid, cosine logits, image shift) runs in a fresh subprocess exactly as the workflow's
 alpha_sweep job would: ``threads=2`` passed to sweep_pair_terms, the environment Snakemake gives a job with
 ``threads: 2`` (OMP_NUM_THREADS, MKL_NUM_THREADS, OPENBLAS_NUM_THREADS, ... = 2) and, first thing in the
@@ -68,7 +68,7 @@ def child(a) -> dict:
         confined = True
     import numpy as np
 
-    from clipgeom import loss as L
+    from clipgeom import sweep as S
 
     z = np.load(a.data)
     x, y = z["image"], z["text"]
@@ -78,7 +78,7 @@ def child(a) -> dict:
 
     def timed():
         r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        res = L.sweep_pair_terms(
+        res = S.sweep_pair_terms(
             x,
             y,
             alphas,
@@ -101,7 +101,7 @@ def child(a) -> dict:
         "cold_sweep_wall_s": cold_wall,
         "cold_sweep_cpu_s": cold_cpu,
         "confine_threads_called": confined,
-        "threads_effective": 1 if n * n < L.SERIAL_BELOW else a.threads,
+        "threads_effective": 1 if n * n < S.SERIAL_BELOW else a.threads,
         "torch_threads_after": torch.get_num_threads(),
         "env": {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "NUMBA_NUM_THREADS", *_common.SNAKEMAKE_THREAD_VARS)},
         "finite": bool(all(np.isfinite(v.loss).all() for v in res.values())),

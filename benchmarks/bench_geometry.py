@@ -10,7 +10,7 @@ The temporary files are deleted afterwards.
 Modes (``--mode``):
   script   the stage's workflow script as Snakemake runs it (computation + metrics.json + CSV +
            figures), invoked by hand through ``clipgeom.scripting.get_job``'s command line;
-  compute  only ``clipgeom.geometry.compute_<stage>`` (no writing, no plotting).
+  compute  only ``clipgeom.stages.geometry.compute_<stage>`` (no writing, no plotting).
 
 Usage::
 
@@ -111,7 +111,7 @@ if mode == 'script':
     runpy.run_path(target, run_name='__main__')
 else:
     import json
-    from clipgeom import geometry
+    from clipgeom.stages import geometry
     getattr(geometry, 'compute_' + target)(sys.argv[3], json.loads(sys.argv[4]))
 """
 

@@ -1,7 +1,7 @@
 """Benchmark of the alpha sweep (Eqs. 7-9, Fig. 6).
 
 1. N = 5,000 CLIP-like raw pairs, d = 512, a 21-point grid, cosine logits, image shift:
-   the fast sweep (clipgeom.loss.sweep_pair_terms: one product per row block for the whole grid, one
+   the fast sweep (clipgeom.sweep.sweep_pair_terms: one product per row block for the whole grid, one
    fused exp pass per alpha) against the per-alpha float64 recomputation (clipgeom.loss.direct_pair_terms:
    shift, renormalise, float64 product, scipy log-sum-exps). Both timed; curves and per-pair values compared.
    The floor: one elementwise torch.exp over an N x N float32 array (allocating its output, as a
@@ -91,6 +91,7 @@ def exp_floor(n, repeats, threads):
 
 def bench_small(n, d, n_alpha, threads, repeats, direct_repeats):
     from clipgeom import loss as L
+    from clipgeom import sweep as S
 
     x, y = clip_like(n, d, seed=0)
     means = means_of(x, y)
@@ -98,9 +99,9 @@ def bench_small(n, d, n_alpha, threads, repeats, direct_repeats):
     kw = dict(scale=100.0, means=means, geometries=("cosine",), shifts=("image",), threads=threads)
 
     e1 = exp_floor(n, repeats, threads)
-    t_fast, c_fast, all_fast, fast = timed(lambda: L.sweep_pair_terms(x, y, alphas, **kw), repeats)
-    t_fast1, _, _, _ = timed(lambda: L.sweep_pair_terms(x, y, alphas[:1], **kw), repeats)
-    t_fast_noT, _, _, _ = timed(lambda: L.sweep_pair_terms(x, y, alphas, text_to_image=False, **kw), repeats)
+    t_fast, c_fast, all_fast, fast = timed(lambda: S.sweep_pair_terms(x, y, alphas, **kw), repeats)
+    t_fast1, _, _, _ = timed(lambda: S.sweep_pair_terms(x, y, alphas[:1], **kw), repeats)
+    t_fast_noT, _, _, _ = timed(lambda: S.sweep_pair_terms(x, y, alphas, text_to_image=False, **kw), repeats)
     fast = fast[("cosine", "image")]
     import torch
 
@@ -159,11 +160,12 @@ def bench_small(n, d, n_alpha, threads, repeats, direct_repeats):
 
 def bench_default(n, d, n_alpha, threads, repeats):
     from clipgeom import loss as L
+    from clipgeom import sweep as S
 
     x, y = clip_like(n, d, seed=1)
     alphas = np.round(np.linspace(-1, 1, n_alpha), 10)
     t, c, walls, res = timed(
-        lambda: L.sweep_pair_terms(
+        lambda: S.sweep_pair_terms(
             x, y, alphas, scale=100.0, means=means_of(x, y), geometries=L.GEOMETRIES, shifts=L.SHIFTS, threads=threads
         ),
         repeats,
@@ -206,6 +208,7 @@ def bench_per_geometry(n, d, n_alpha, threads, repeats):
     """Per-alpha time of every (geometry, shift) at n pairs, over the preallocated-exp floor; the default
     grid (every geometry and shift at once) over the sum of those per-alpha figures; the torch peer."""
     from clipgeom import loss as L
+    from clipgeom import sweep as S
 
     x, y = clip_like(n, d, seed=3)
     means = means_of(x, y)
@@ -215,20 +218,20 @@ def bench_per_geometry(n, d, n_alpha, threads, repeats):
     for g in L.GEOMETRIES:
         for sh in L.SHIFTS:
             t, c, walls, _ = timed(
-                lambda g=g, sh=sh: L.sweep_pair_terms(
+                lambda g=g, sh=sh: S.sweep_pair_terms(
                     x, y, alphas, scale=100.0, means=means, geometries=(g,), shifts=(sh,), threads=threads
                 ),
                 repeats,
             )
             t1, _, _, _ = timed(
-                lambda g=g, sh=sh: L.sweep_pair_terms(
+                lambda g=g, sh=sh: S.sweep_pair_terms(
                     x, y, alphas[:1], scale=100.0, means=means, geometries=(g,), shifts=(sh,), threads=threads
                 ),
                 repeats,
             )
             marginal = (t - t1) / (n_alpha - 1)
             tt, _, _, _ = timed(
-                lambda g=g, sh=sh: L.sweep_pair_terms(
+                lambda g=g, sh=sh: S.sweep_pair_terms(
                     x,
                     y,
                     alphas,
@@ -252,7 +255,7 @@ def bench_per_geometry(n, d, n_alpha, threads, repeats):
                 "fused_over_torch_ops": t / tt,
             }
     t_grid, c_grid, _, _ = timed(
-        lambda: L.sweep_pair_terms(
+        lambda: S.sweep_pair_terms(
             x, y, alphas, scale=100.0, means=means, geometries=L.GEOMETRIES, shifts=L.SHIFTS, threads=threads
         ),
         repeats,
@@ -260,7 +263,7 @@ def bench_per_geometry(n, d, n_alpha, threads, repeats):
     total = sum(r["seconds_per_alpha"] for r in rows.values()) * n_alpha
     total_marginal = sum(r["marginal_seconds_per_alpha"] for r in rows.values()) * n_alpha
     t_peer, _, _, peer = timed(lambda: torch_peer(x, y, alphas, 100.0, means["image"], threads), 1)
-    fast = L.sweep_pair_terms(
+    fast = S.sweep_pair_terms(
         x, y, alphas, scale=100.0, means=means, geometries=("cosine",), shifts=("image",), threads=threads
     )[("cosine", "image")]
     worst = {
@@ -311,13 +314,14 @@ def peak_rss_mb() -> float:
 def child_big(n, d, n_alpha, threads, geometries):
     """Runs in a fresh process: the sweep at n pairs in one batch; reports its own peak RSS."""
     from clipgeom import loss as L
+    from clipgeom import sweep as S
 
     x, y = clip_like(n, d, seed=2)
     means = means_of(x, y)
     rss_before = peak_rss_mb()
     alphas = np.round(np.linspace(-1, 1, n_alpha), 10)
     t0 = time.perf_counter()
-    res = L.sweep_pair_terms(
+    res = S.sweep_pair_terms(
         x, y, alphas, scale=100.0, means=means, geometries=geometries, shifts=L.SHIFTS, threads=threads
     )
     wall = time.perf_counter() - t0

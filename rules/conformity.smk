@@ -40,7 +40,9 @@ rule conformity:
         p=stage_params("conformity"),
         demo=is_demo,
         images=lambda wc: image_root(wc.dataset),
-        code=script_code("conformity", "conformity", "plots/conformity", "imagesource"),
+        code=script_code(
+            "conformity", "conformity", "kl", "plots/conformity", "imagesource"
+        ),
     script:
         "../workflow/scripts/conformity.py"
 
@@ -74,7 +76,7 @@ rule kl_matching:
     params:
         p=stage_params("kl_matching"),
         demo=is_demo,
-        code=script_code("kl_matching", "conformity", "plots/conformity"),
+        code=script_code("kl_matching", "conformity", "kl", "grids", "plots/conformity"),
     script:
         "../workflow/scripts/kl_matching.py"
 
@@ -103,7 +105,7 @@ rule conformity_compare:
         p=stage_params("conformity_compare"),
         demo=is_demo,
         sets=lambda wc: list(external_embeddings(wc)),  # names, in the order of input.external
-        code=script_code("conformity_compare", "conformity", "plots/conformity"),
+        code=script_code("conformity_compare", "conformity", "kl", "plots/conformity"),
     script:
         "../workflow/scripts/conformity_compare.py"
 

@@ -69,6 +69,7 @@ rule prepare_dataset:
         code=code_version(
             "workflow/scripts/prepare_dataset.py",
             "data",
+            "hashing",
             "imagesource",
             "outputs",
             "atomic",

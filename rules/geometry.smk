@@ -47,7 +47,14 @@ rule separability:
     params:
         p=stage_params("separability"),
         demo=is_demo,
-        code=script_code("separability", "geometry", "plots/geometry"),
+        code=script_code(
+            "separability",
+            "geometry",
+            "stages/geometry",
+            "kl",
+            "grids",
+            "plots/geometry",
+        ),
     script:
         "../workflow/scripts/separability.py"
 
@@ -81,7 +88,14 @@ rule thin_shell:
     params:
         p=stage_params("thin_shell"),
         demo=is_demo,
-        code=script_code("thin_shell", "geometry", "plots/geometry"),
+        code=script_code(
+            "thin_shell",
+            "geometry",
+            "stages/geometry",
+            "kl",
+            "grids",
+            "plots/geometry",
+        ),
     script:
         "../workflow/scripts/thin_shell.py"
 
@@ -129,7 +143,14 @@ rule covariance:
     params:
         p=stage_params("covariance"),
         demo=is_demo,
-        code=script_code("covariance", "geometry", "plots/geometry"),
+        code=script_code(
+            "covariance",
+            "geometry",
+            "stages/geometry",
+            "kl",
+            "grids",
+            "plots/geometry",
+        ),
     script:
         "../workflow/scripts/covariance.py"
 
@@ -163,6 +184,13 @@ rule origin_distance:
     params:
         p=stage_params("origin_distance"),
         demo=is_demo,
-        code=script_code("origin_distance", "geometry", "plots/geometry"),
+        code=script_code(
+            "origin_distance",
+            "geometry",
+            "stages/geometry",
+            "kl",
+            "grids",
+            "plots/geometry",
+        ),
     script:
         "../workflow/scripts/origin_distance.py"

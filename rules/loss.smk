@@ -35,7 +35,15 @@ rule alpha_sweep:
     params:
         p=stage_params("alpha_sweep"),
         demo=is_demo,
-        code=script_code("alpha_sweep", "loss", "sweep_kernel", "plots/loss"),
+        code=script_code(
+            "alpha_sweep",
+            "loss",
+            "stages/loss",
+            "sweep",
+            "sweep_kernel",
+            "grids",
+            "plots/loss",
+        ),
     script:
         "../workflow/scripts/alpha_sweep.py"
 

@@ -25,6 +25,8 @@ from scipy import stats
 
 from clipgeom import geometry as g
 from clipgeom.config import validate_config
+from clipgeom.kl import gaussian_kl, histogram_kl
+from clipgeom.stages import geometry as gs
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("separability", "thin_shell", "covariance", "origin_distance")
@@ -107,16 +109,16 @@ def test_mean_over_std_top_and_tag_features_hand():
 
 def test_histogram_kl_hand():
     # p = [0.5, 0.5], q = [0.25, 0.75]: 0.5 ln 2 + 0.5 ln(2/3) = 0.143841
-    assert g.histogram_kl([2, 2], [1, 3], eps=0.0) == pytest.approx(0.5 * math.log(2) + 0.5 * math.log(2 / 3))
-    assert g.histogram_kl([5, 5], [1, 1], eps=1e-10) == pytest.approx(0.0, abs=1e-12)
+    assert histogram_kl([2, 2], [1, 3], eps=0.0) == pytest.approx(0.5 * math.log(2) + 0.5 * math.log(2 / 3))
+    assert histogram_kl([5, 5], [1, 1], eps=1e-10) == pytest.approx(0.0, abs=1e-12)
     # disjoint supports: ~ log(1/eps)
-    assert g.histogram_kl([1, 0], [0, 1], eps=1e-10) == pytest.approx(math.log(1e10), rel=1e-6)
+    assert histogram_kl([1, 0], [0, 1], eps=1e-10) == pytest.approx(math.log(1e10), rel=1e-6)
 
 
 def test_gaussian_kl_hand():
     # KL(N(0,1) || N(1,4)) = ln 2 + (1 + 1)/8 - 1/2 = 0.443147
-    assert g.gaussian_kl(0.0, 1.0, 1.0, 4.0) == pytest.approx(math.log(2) + 0.25 - 0.5)
-    assert g.gaussian_kl(3.0, 2.0, 3.0, 2.0) == pytest.approx(0.0)
+    assert gaussian_kl(0.0, 1.0, 1.0, 4.0) == pytest.approx(math.log(2) + 0.25 - 0.5)
+    assert gaussian_kl(3.0, 2.0, 3.0, 2.0) == pytest.approx(0.0)
 
 
 def test_feature_histograms_match_numpy():
@@ -337,7 +339,7 @@ def test_planted_covariance_is_what_the_sampler_draws():
 
 def test_planted_separability(planted_h5):
     path, prm = planted_h5
-    r = g.compute_separability(path, params("separability", svm_max_samples=3000))
+    r = gs.compute_separability(path, params("separability", svm_max_samples=3000))
     pi, pt = prm["image"], prm["text"]
     vi, vt = np.diag(pi["cov"]), np.diag(pt["cov"])
     sep_true = np.abs(pi["mu"] - pt["mu"]) / np.sqrt(vi + vt)
@@ -354,7 +356,7 @@ def test_planted_separability(planted_h5):
     assert r.summary["svm_all_accuracy"] >= 0.999
     assert r.details["svm"]["subsample"]["image"] == {"used": 3000, "of": N}
     # KL of the weak Gaussian feature 7 against the closed form from the planted parameters
-    kl_true = g.gaussian_kl(pi["mu"][7], vi[7], pt["mu"][7], vt[7])
+    kl_true = gaussian_kl(pi["mu"][7], vi[7], pt["mu"][7], vt[7])
     assert r.columns["kl_gaussian_image_text"][7] == pytest.approx(kl_true, rel=0.05)
     assert r.columns["kl_image_text"][7] == pytest.approx(kl_true, rel=0.15)
     # |mean|/std ranking per modality follows the planted parameters
@@ -364,7 +366,7 @@ def test_planted_separability(planted_h5):
 
 def test_planted_thin_shell(planted_h5):
     path, prm = planted_h5
-    r = g.compute_thin_shell(path, params("thin_shell"))
+    r = gs.compute_thin_shell(path, params("thin_shell"))
     for mod in ("image", "text"):
         c = prm[mod]["cov"]
         tr, tr2 = np.trace(c), np.sum(c * c)
@@ -382,7 +384,7 @@ def test_planted_thin_shell(planted_h5):
 
 def test_planted_covariance(planted_h5):
     path, prm = planted_h5
-    r = g.compute_covariance(path, params("covariance"))
+    r = gs.compute_covariance(path, params("covariance"))
     for mod in ("image", "text"):
         c, mu = prm[mod]["cov"], prm[mod]["mu"]
         ratio_true = np.linalg.norm(mu) / math.sqrt(np.trace(c))
@@ -423,7 +425,7 @@ def test_whitening_detects_non_gaussian(tmp_path, write_h5):
     lap = rng.laplace(size=(30000, 8)) * scales + 3.0
     gau = rng.normal(size=(30000, 8)) * scales - 3.0
     path = write_h5(lap, gau)
-    r = g.compute_covariance(path, params("covariance"))
+    r = gs.compute_covariance(path, params("covariance"))
     k_img = np.asarray(r.columns["whitened_kurtosis_image"])
     k_txt = np.asarray(r.columns["whitened_kurtosis_text"])
     assert k_img == pytest.approx(np.full(8, 3.0), abs=0.5)
@@ -470,10 +472,10 @@ def small_pair(tmp_path):
 def test_streaming_matches_brute_force(small_pair):
     path, a, b = small_pair
     for chunk in (7, 100000):
-        ts = g.compute_thin_shell(path, params("thin_shell", chunk_rows=chunk))
-        cv = g.compute_covariance(path, params("covariance", chunk_rows=chunk))
-        od = g.compute_origin_distance(path, params("origin_distance", chunk_rows=chunk))
-        sp = g.compute_separability(path, params("separability", chunk_rows=chunk, kl_bins=10))
+        ts = gs.compute_thin_shell(path, params("thin_shell", chunk_rows=chunk))
+        cv = gs.compute_covariance(path, params("covariance", chunk_rows=chunk))
+        od = gs.compute_origin_distance(path, params("origin_distance", chunk_rows=chunk))
+        sp = gs.compute_separability(path, params("separability", chunk_rows=chunk, kl_bins=10))
         for mod, x in (("image", a), ("text", b)):
             xc = x - x.mean(0)
             cn = np.linalg.norm(xc, axis=1)
@@ -514,7 +516,7 @@ def test_streaming_matches_brute_force(small_pair):
 def test_too_few_rows_is_a_clear_error(write_h5):
     path = write_h5(np.ones((1, 4)), np.ones((1, 4)))
     with pytest.raises(ValueError, match="at least 2"):
-        g.compute_thin_shell(path, params("thin_shell"))
+        gs.compute_thin_shell(path, params("thin_shell"))
 
 
 # ---------------------------------------------------------------------------

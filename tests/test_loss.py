@@ -15,8 +15,11 @@ import numpy as np
 import pytest
 
 from clipgeom import loss as L
+from clipgeom import sweep as S
 from clipgeom.blur import blur_simulation, blur_summary, centre_vector
+from clipgeom.grids import alpha_grid
 from clipgeom.h5io import read_embeddings
+from clipgeom.stages import loss as LS
 
 SCALES = {"cosine": 100.0, "euclidean": 10.0, "sq_euclidean": 1.0}
 
@@ -87,10 +90,10 @@ def test_fast_sweep_matches_direct(geometry, two_exp):
     fallback; two exp passes with per-column frames) on every geometry."""
     x, y = clip_like(300, 32, seed=3)
     means = means_of(x, y)
-    alphas = L.alpha_grid(-1, 1, 0.1)
+    alphas = alpha_grid(-1, 1, 0.1)
     scale = SCALES[geometry]
     mode = "auto" if two_exp == "auto" else geometry == "cosine"
-    fast = L.sweep_pair_terms(
+    fast = S.sweep_pair_terms(
         x.astype(np.float32),
         y.astype(np.float32),
         alphas,
@@ -137,8 +140,8 @@ def test_fast_sweep_matches_direct(geometry, two_exp):
 def test_fast_sweep_float64_agrees_to_rounding():
     x, y = clip_like(157, 24, seed=4)
     means = means_of(x, y)
-    alphas = L.alpha_grid(-1, 1, 0.25)
-    fast = L.sweep_pair_terms(
+    alphas = alpha_grid(-1, 1, 0.25)
+    fast = S.sweep_pair_terms(
         x, y, alphas, scale=50.0, means=means, geometries=L.GEOMETRIES, row_block=40, dtype="float64"
     )
     for (g, s), got in fast.items():
@@ -154,10 +157,10 @@ def test_wide_logit_range_stays_exact(two_exp):
     default for Euclidean geometries) need no fallback. Both equal the float64 reference."""
     x, y = clip_like(200, 16, seed=5, noise=1.0)
     means = means_of(x, y)
-    alphas = L.alpha_grid(-1, 1, 0.5)
+    alphas = alpha_grid(-1, 1, 0.5)
     wide = {"sq_euclidean": 5.0, "euclidean": 60.0}
     for t2i, g in ((True, "sq_euclidean"), (False, "sq_euclidean"), (True, "euclidean")):
-        fast = L.sweep_pair_terms(
+        fast = S.sweep_pair_terms(
             x, y, alphas, scale=wide[g], means=means, geometries=(g,), row_block=48, text_to_image=t2i, two_exp=two_exp
         )
         for (g, s), got in fast.items():
@@ -175,9 +178,9 @@ def test_wide_logit_range_stays_exact(two_exp):
 def test_text_to_image_optional():
     x, y = clip_like(120, 16, seed=6)
     means = means_of(x, y)
-    alphas = L.alpha_grid(-0.5, 0.5, 0.5)
-    on = L.sweep_pair_terms(x, y, alphas, scale=100.0, means=means, geometries=L.GEOMETRIES)
-    off = L.sweep_pair_terms(x, y, alphas, scale=100.0, means=means, geometries=L.GEOMETRIES, text_to_image=False)
+    alphas = alpha_grid(-0.5, 0.5, 0.5)
+    on = S.sweep_pair_terms(x, y, alphas, scale=100.0, means=means, geometries=L.GEOMETRIES)
+    off = S.sweep_pair_terms(x, y, alphas, scale=100.0, means=means, geometries=L.GEOMETRIES, text_to_image=False)
     for k in on:
         np.testing.assert_allclose(off[k].loss, on[k].loss, rtol=0, atol=1e-5)
         np.testing.assert_array_equal(off[k].i2t, on[k].i2t)
@@ -191,8 +194,8 @@ def test_text_to_image_optional():
 def test_subsets_partition_and_decompose(classify_at, correct_by):
     x, y = clip_like(200, 16, seed=7, noise=1.2)
     means = means_of(x, y)
-    alphas = L.alpha_grid(-1, 1, 0.2)
-    terms = L.sweep_pair_terms(x, y, alphas, scale=100.0, means=means, geometries=("cosine",))
+    alphas = alpha_grid(-1, 1, 0.2)
+    terms = S.sweep_pair_terms(x, y, alphas, scale=100.0, means=means, geometries=("cosine",))
     c = L.curves_from_terms([terms[("cosine", "image")]], correct_by, classify_at)
     assert np.all(c["n_correct"] + c["n_misclassified"] == c["n_pairs"])
     assert np.all((c["n_correct"] > 0) & (c["n_misclassified"] > 0))
@@ -221,32 +224,32 @@ def test_subsets_partition_and_decompose(classify_at, correct_by):
 
 
 def test_alpha_grid():
-    g = L.alpha_grid(-1, 1, 0.1)
+    g = alpha_grid(-1, 1, 0.1)
     assert len(g) == 21 and g[0] == -1 and g[-1] == 1 and 0.0 in g
     np.testing.assert_allclose(np.diff(g), 0.1, atol=1e-9)
-    g2 = L.alpha_grid(-0.25, 1, 0.3)  # the step misses 0: it is added
+    g2 = alpha_grid(-0.25, 1, 0.3)  # the step misses 0: it is added
     assert 0.0 in g2 and np.all(np.diff(g2) > 0)
     with pytest.raises(ValueError):
-        L.alpha_grid(0, 1, 0)
+        alpha_grid(0, 1, 0)
 
 
 def test_make_batches():
-    b = L.make_batches(103, None, None, 0)
+    b = LS.make_batches(103, None, None, 0)
     assert len(b) == 1 and np.array_equal(b[0], np.arange(103))
-    b = L.make_batches(103, 20, None, 0)
+    b = LS.make_batches(103, 20, None, 0)
     assert len(b) == 5 and all(len(x) == 20 for x in b)
     assert len(np.unique(np.concatenate(b))) == 100  # disjoint
-    assert all(np.array_equal(u, v) for u, v in zip(b, L.make_batches(103, 20, None, 0), strict=False))  # seeded
-    assert not all(np.array_equal(u, v) for u, v in zip(b, L.make_batches(103, 20, None, 1), strict=False))
-    assert len(L.make_batches(103, 20, 12, 0)) == 12
+    assert all(np.array_equal(u, v) for u, v in zip(b, LS.make_batches(103, 20, None, 0), strict=False))  # seeded
+    assert not all(np.array_equal(u, v) for u, v in zip(b, LS.make_batches(103, 20, None, 1), strict=False))
+    assert len(LS.make_batches(103, 20, 12, 0)) == 12
 
 
 def test_batched_sweep_pools_per_batch_direct_losses():
     x, y = clip_like(150, 16, seed=8)
     means = means_of(x, y)
-    alphas = L.alpha_grid(-1, 1, 0.5)
-    batches = L.make_batches(150, 40, None, 3)
-    curves, info = L.alpha_sweep(
+    alphas = alpha_grid(-1, 1, 0.5)
+    batches = LS.make_batches(150, 40, None, 3)
+    curves, info = LS.alpha_sweep(
         x, y, alphas, scale=100.0, means=means, geometries=("cosine", "euclidean"), batches=batches
     )
     assert info["n_batches"] == 3
@@ -275,14 +278,14 @@ def test_select_pairs():
         text_image_index=idx,
         caption=np.array([f"c{i}" for i in range(7)], dtype=object),
     )
-    img, txt = L.select_pairs(emb, "first")
+    img, txt = LS.select_pairs(emb, "first")
     assert img.tolist() == [0, 1, 2] and txt.tolist() == [1, 3, 0]  # image 3 has no caption
     for seed in range(5):
-        img, txt = L.select_pairs(emb, "random", seed)
+        img, txt = LS.select_pairs(emb, "random", seed)
         assert img.tolist() == [0, 1, 2] and np.array_equal(idx[txt], img)
-    picks = {tuple(L.select_pairs(emb, "random", s)[1]) for s in range(20)}
+    picks = {tuple(LS.select_pairs(emb, "random", s)[1]) for s in range(20)}
     assert len(picks) > 1
-    assert np.array_equal(L.select_pairs(emb, "random", 3)[1], L.select_pairs(emb, "random", 3)[1])
+    assert np.array_equal(LS.select_pairs(emb, "random", 3)[1], LS.select_pairs(emb, "random", 3)[1])
 
 
 # ----------------------------------------------------------------------------- the 500 real CLIP pairs
@@ -313,7 +316,7 @@ def test_stage_schemas_are_valid(repo_root):
 def test_real_clip_pairs(clip500_h5, repo_root, capsys):
     """The 500 real CLIP ViT-B/16 COCO pairs: both shifts, cross-checked against brute force."""
     p = stage_defaults(repo_root, "alpha_sweep")
-    res = L.compute_alpha_sweep(clip500_h5, p, threads=2)
+    res = LS.compute_alpha_sweep(clip500_h5, p, threads=2)
     emb = read_embeddings(clip500_h5)
     x, y = emb.image.astype(np.float64), emb.text.astype(np.float64)  # rows are pairs, first captions
     # independent: Eq. 7 at alpha = 0 with numpy/scipy, and brute-force recall@1
@@ -364,11 +367,11 @@ def test_logit_scale_from_file_and_override(write_h5, repo_root):
     p = dict(
         stage_defaults(repo_root, "alpha_sweep"), geometries=["cosine"], alpha_min=-0.5, alpha_max=0.5, alpha_step=0.5
     )
-    res = L.compute_alpha_sweep(path, p)
+    res = LS.compute_alpha_sweep(path, p)
     assert res.scale == 20.0
     xf, yf = x.astype(np.float32), y.astype(np.float32)
     assert res.summary["image_shift"]["loss_at_zero"] == pytest.approx(L.clip_loss(L.logits(xf, yf, 20.0)), abs=1e-5)
-    res = L.compute_alpha_sweep(path, dict(p, logit_scale=7.0))
+    res = LS.compute_alpha_sweep(path, dict(p, logit_scale=7.0))
     assert res.scale == 7.0
     assert res.summary["image_shift"]["loss_at_zero"] == pytest.approx(L.clip_loss(L.logits(xf, yf, 7.0)), abs=1e-5)
 
@@ -394,7 +397,7 @@ def test_means_are_over_the_whole_raw_set(tmp_path, repo_root):
     path = tmp_path / "e.h5"
     write_embeddings(path, emb)
     p = dict(stage_defaults(repo_root, "alpha_sweep"), geometries=["cosine"], alpha_step=0.5)
-    res = L.compute_alpha_sweep(path, p)
+    res = LS.compute_alpha_sweep(path, p)
     xf, yf = x.astype(np.float32), y2.astype(np.float32)
     m_t = text.astype(np.float64).mean(0)
     assert not np.allclose(m_t, yf.astype(np.float64).mean(0))

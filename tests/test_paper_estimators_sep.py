@@ -23,6 +23,8 @@ from scipy import stats
 
 from clipgeom import geometry as g
 from clipgeom.config import validate_config
+from clipgeom.kl import density_histogram_kl, gaussian_kl, histogram_kl, histogram_kl_saturation
+from clipgeom.stages import geometry as gs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,7 +89,7 @@ def test_thin_shell_stage_matches_numpy(write_h5, ddof):
     img = rng.normal(size=(n, d)) * rng.uniform(0.5, 2.0, d) + 3.0
     txt = rng.normal(size=(n + 20, d)) * 0.7 - 1.0
     path = write_h5(img, txt[:n])
-    r = g.compute_thin_shell(path, params("thin_shell", ddof=ddof, chunk_rows=64))
+    r = gs.compute_thin_shell(path, params("thin_shell", ddof=ddof, chunk_rows=64))
     assert r.summary["ddof"] == ddof
     for mod, x in (("image", img), ("text", txt[:n])):
         x = x.astype(np.float32).astype(float)  # stored precision
@@ -111,7 +113,7 @@ def test_gaussian_kl_against_monte_carlo_and_scipy():
     lp = stats.norm.logpdf(z, mu_p, math.sqrt(var_p))
     lq = stats.norm.logpdf(z, mu_q, math.sqrt(var_q))
     mc, se = float(np.mean(lp - lq)), float(np.std(lp - lq) / math.sqrt(z.size))
-    kl = float(g.gaussian_kl(mu_p, var_p, mu_q, var_q))
+    kl = float(gaussian_kl(mu_p, var_p, mu_q, var_q))
     assert abs(kl - mc) < 5 * se
     # numerical integral with scipy
     from scipy.integrate import quad
@@ -124,21 +126,21 @@ def test_gaussian_kl_against_monte_carlo_and_scipy():
 
 
 def test_histogram_saturation_hand():
-    assert g.histogram_kl_saturation([3, 2, 0, 0], [0, 0, 1, 4]) == (True, 1.0)
-    assert g.histogram_kl_saturation([3, 1, 0], [1, 0, 5]) == (True, 0.25)
-    assert g.histogram_kl_saturation([3, 1, 2], [1, 1, 5]) == (False, 0.0)
+    assert histogram_kl_saturation([3, 2, 0, 0], [0, 0, 1, 4]) == (True, 1.0)
+    assert histogram_kl_saturation([3, 1, 0], [1, 0, 5]) == (True, 0.25)
+    assert histogram_kl_saturation([3, 1, 2], [1, 1, 5]) == (False, 0.0)
 
 
 def test_density_kl_is_the_histogram_kl_over_the_width_brute_force():
     p, q, w = np.array([5, 3, 2]), np.array([2, 2, 6]), 0.25
     f, h = p / (p.sum() * w), q / (q.sum() * w)
     brute = float(np.sum(f * np.log(f / h)))  # densities, summed without the bin width
-    assert g.density_histogram_kl(p, q, w, eps=0.0) == pytest.approx(brute, rel=1e-12)
-    assert g.density_histogram_kl(p, q, w, eps=0.0) == pytest.approx(g.histogram_kl(p, q, 0.0) / w)
+    assert density_histogram_kl(p, q, w, eps=0.0) == pytest.approx(brute, rel=1e-12)
+    assert density_histogram_kl(p, q, w, eps=0.0) == pytest.approx(histogram_kl(p, q, 0.0) / w)
 
 
 def _sep_stage(path, **over):
-    return g.compute_separability(path, params("separability", **{**FAST, **over}))
+    return gs.compute_separability(path, params("separability", **{**FAST, **over}))
 
 
 def test_saturation_flag_on_planted_supports(write_h5):

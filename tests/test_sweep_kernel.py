@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from clipgeom import loss as L
+from clipgeom import sweep as S
 from clipgeom import sweep_kernel as K
 
 pytestmark = pytest.mark.skipif(not K.AVAILABLE, reason="numba not importable")
@@ -51,8 +52,8 @@ def test_fused_matches_direct_and_torch(geometry, two_exp):
     alphas = np.round(np.linspace(-1, 1, 7), 10)
     scale = 30.0 if geometry == "cosine" else 2.0
     kw = dict(scale=scale, means=means, geometries=(geometry,), row_block=64, threads=2, two_exp=two_exp)
-    fused = L.sweep_pair_terms(x, y, alphas, kernel="fused", **kw)
-    torch_ = L.sweep_pair_terms(x, y, alphas, kernel="torch", **kw)
+    fused = S.sweep_pair_terms(x, y, alphas, kernel="fused", **kw)
+    torch_ = S.sweep_pair_terms(x, y, alphas, kernel="torch", **kw)
     for shift in L.SHIFTS:
         got, tt = fused[(geometry, shift)], torch_[(geometry, shift)]
         assert got.info["kernel"] == "fused" and tt.info["kernel"] == "torch"
@@ -76,8 +77,8 @@ def test_fused_wide_range_flags_the_same_columns_and_stays_exact():
     alphas = np.array([-0.5, 0.0, 0.5])
     for two in (False, True):
         kw = dict(scale=40.0, means=means, geometries=("euclidean",), row_block=48, threads=2, two_exp=two)
-        got = L.sweep_pair_terms(x, y, alphas, kernel="fused", **kw)[("euclidean", "image")]
-        tt = L.sweep_pair_terms(x, y, alphas, kernel="torch", **kw)[("euclidean", "image")]
+        got = S.sweep_pair_terms(x, y, alphas, kernel="fused", **kw)[("euclidean", "image")]
+        tt = S.sweep_pair_terms(x, y, alphas, kernel="torch", **kw)[("euclidean", "image")]
         ref = L.direct_pair_terms(x, y, alphas, scale=40.0, mean=means["image"], geometry="euclidean", shift="image")
         if not two:
             assert got.info["fallback_columns"] > 0
@@ -90,9 +91,9 @@ def test_fused_wide_range_flags_the_same_columns_and_stays_exact():
 def test_thread_count_changes_only_rounding():
     x, y, means = _pairs(2100, 16, seed=7)  # above SERIAL_BELOW, so threads are used
     alphas = np.array([-0.3, 0.0, 0.4])
-    one = L.sweep_pair_terms(x, y, alphas, scale=50.0, means=means, geometries=L.GEOMETRIES, threads=1)
-    two = L.sweep_pair_terms(x, y, alphas, scale=50.0, means=means, geometries=L.GEOMETRIES, threads=2)
-    again = L.sweep_pair_terms(x, y, alphas, scale=50.0, means=means, geometries=L.GEOMETRIES, threads=2)
+    one = S.sweep_pair_terms(x, y, alphas, scale=50.0, means=means, geometries=L.GEOMETRIES, threads=1)
+    two = S.sweep_pair_terms(x, y, alphas, scale=50.0, means=means, geometries=L.GEOMETRIES, threads=2)
+    again = S.sweep_pair_terms(x, y, alphas, scale=50.0, means=means, geometries=L.GEOMETRIES, threads=2)
     for k in one:
         np.testing.assert_array_equal(two[k].col_lse, again[k].col_lse)  # deterministic for a thread count
         np.testing.assert_array_equal(one[k].row_lse, two[k].row_lse)  # rows never split across threads
@@ -103,10 +104,10 @@ def test_thread_count_changes_only_rounding():
 def test_kernel_option_is_checked():
     x, y, means = _pairs(10, 4, seed=0)
     with pytest.raises(ValueError, match="kernel must be"):
-        L.sweep_pair_terms(x, y, [0.0], scale=1.0, means=means, kernel="gpu")
+        S.sweep_pair_terms(x, y, [0.0], scale=1.0, means=means, kernel="gpu")
     with pytest.raises(ValueError, match="float32"):
-        L.sweep_pair_terms(x, y, [0.0], scale=1.0, means=means, kernel="fused", dtype="float64")
-    got = L.sweep_pair_terms(x, y, [0.0], scale=1.0, means=means, dtype="float64")  # auto: the torch path
+        S.sweep_pair_terms(x, y, [0.0], scale=1.0, means=means, kernel="fused", dtype="float64")
+    got = S.sweep_pair_terms(x, y, [0.0], scale=1.0, means=means, dtype="float64")  # auto: the torch path
     assert got[("cosine", "image")].info["kernel"] == "torch"
 
 
@@ -116,7 +117,7 @@ sys.modules["__main__"].snakemake = type("Job", (), {"threads": %d})()
 import clipgeom  # confines at import, before numpy/torch/numba load
 import numpy, torch, numba
 from threadpoolctl import threadpool_info
-from clipgeom import loss  # noqa: F401  (loads numba's kernel module)
+from clipgeom import sweep  # noqa: F401  (loads numba's kernel module)
 print(json.dumps({"env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                   "NUMBA_NUM_THREADS", "OMP_WAIT_POLICY")},
                   "torch": torch.get_num_threads(), "numba": numba.config.NUMBA_NUM_THREADS,

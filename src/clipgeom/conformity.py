@@ -18,6 +18,9 @@ source*: a zero-argument callable returning a fresh iterator of row blocks
 (e.g. ``lambda: h5io.iter_embedding_chunks(path, "text", 16384)``).  Every
 computation is two passes over such a source (sum, then per-chunk values), so
 memory stays bounded by one chunk plus O(N) output.
+
+The histograms and the KL divergence of Figs. 10–11 are :mod:`clipgeom.kl`'s (the estimator the
+separability stage uses too); the α grid of Fig. 11 is :func:`clipgeom.grids.alpha_grid`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from clipgeom.kl import sample_histogram_kl
 
 ChunkSource = Callable[[], Iterable[np.ndarray]]
 
@@ -270,13 +275,8 @@ def pearson(x: np.ndarray, y: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------------------
-# Eq. 9: conformity of shifted embeddings (v − α·m)
+# Eq. 10 of the embeddings shifted by Eq. 9 (v − α·m, see clipgeom.loss.shift_embeddings)
 # ---------------------------------------------------------------------------
-def shift(x: np.ndarray, alpha: float, m: np.ndarray) -> np.ndarray:
-    """Eq. 9: v' = v − α·m (applied to every row)."""
-    return np.asarray(x, dtype=np.float64) - alpha * np.asarray(m, dtype=np.float64)
-
-
 def _shifted_norms(chunk: np.ndarray, alphas: np.ndarray, m: np.ndarray, row_offset: int):
     """‖v − α m‖ for every row and α, from ‖v‖², v·m and ‖m‖² (expanded quadratically)."""
     sq = np.einsum("ij,ij->i", chunk, chunk)
@@ -332,61 +332,11 @@ def shifted_conformity(
 
 
 # ---------------------------------------------------------------------------
-# distributions and KL divergence (Figs. 10–11)
+# KL divergence of the distributions (Fig. 11)
 # ---------------------------------------------------------------------------
-def shared_bins(*samples: np.ndarray, bins: int = 50) -> np.ndarray:
-    """``bins + 1`` equal-width edges spanning the union of all samples' ranges."""
-    if bins < 1:
-        raise ValueError(f"bins must be >= 1, got {bins}")
-    vals = [np.asarray(s, dtype=np.float64) for s in samples if np.size(s)]
-    if not vals:
-        raise ValueError("no samples to bin")
-    lo = min(float(v.min()) for v in vals)
-    hi = max(float(v.max()) for v in vals)
-    if hi <= lo:  # all values equal: a unit-width bin around them
-        lo, hi = lo - 0.5, hi + 0.5
-    return np.linspace(lo, hi, bins + 1)
-
-
-def histogram_probs(sample: np.ndarray, edges: np.ndarray, pseudocount: float = 0.5) -> np.ndarray:
-    """Bin probabilities (counts + ``pseudocount`` per bin, normalised); values outside the edges are clipped in."""
-    sample = np.clip(np.asarray(sample, dtype=np.float64), edges[0], edges[-1])
-    counts = np.histogram(sample, bins=edges)[0].astype(np.float64) + pseudocount
-    total = counts.sum()
-    if not total > 0:
-        raise ValueError("empty histogram and zero pseudocount: probabilities undefined")
-    return counts / total
-
-
-def kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
-    """KL(P‖Q) = Σ p·log(p/q) in nats for discrete distributions (terms with p = 0 contribute 0)."""
-    p = np.asarray(p, dtype=np.float64)
-    q = np.asarray(q, dtype=np.float64)
-    nz = p > 0
-    if np.any(q[nz] <= 0):
-        return float("inf")
-    return float(np.sum(p[nz] * np.log(p[nz] / q[nz])))
-
-
-def histogram_kl(p_sample: np.ndarray, q_sample: np.ndarray, bins: int = 50, pseudocount: float = 0.5) -> float:
-    """KL(P‖Q) between two samples' histograms on shared bins (:func:`shared_bins`) with
-    ``pseudocount`` added to every bin of both (:func:`histogram_probs`)."""
-    edges = shared_bins(p_sample, q_sample, bins=bins)
-    return kl_divergence(histogram_probs(p_sample, edges, pseudocount), histogram_probs(q_sample, edges, pseudocount))
-
-
-def alpha_grid(start: float = -1.0, stop: float = 1.0, step: float = 0.1) -> np.ndarray:
-    """start, start+step, ..., stop (inclusive, rounded to 10 decimals, no −0.0)."""
-    if step <= 0:
-        raise ValueError(f"alpha step must be > 0, got {step}")
-    if stop < start:
-        raise ValueError(f"alpha stop ({stop}) is below start ({start})")
-    n = int(np.floor((stop - start) / step + 1e-9)) + 1
-    return np.round(start + step * np.arange(n), 10) + 0.0
-
-
 def kl_curve(
     image_conf_by_alpha: np.ndarray, text_conf: np.ndarray, bins: int = 50, pseudocount: float = 0.5
 ) -> np.ndarray:
-    """KL(image(α) ‖ text) for each row of ``image_conf_by_alpha`` (Fig. 11); bins shared per α."""
-    return np.array([histogram_kl(row, text_conf, bins, pseudocount) for row in image_conf_by_alpha])
+    """KL(image(α) ‖ text) for each row of ``image_conf_by_alpha`` (Fig. 11); bins shared per α
+    (:func:`clipgeom.kl.sample_histogram_kl`)."""
+    return np.array([sample_histogram_kl(row, text_conf, bins, pseudocount) for row in image_conf_by_alpha])

@@ -1,14 +1,15 @@
 """Rule alpha_sweep: the CLIP loss under a mean shift, Eqs. 7-9, Fig. 6 and its text-shift and Euclidean
-variants (computation in clipgeom.loss.compute_alpha_sweep)."""
+variants (computation in clipgeom.stages.loss.compute_alpha_sweep)."""
 
 from clipgeom.h5io import check_rows_vary
 from clipgeom.scripting import get_job, setup_logging
 
 
 def main(job):
-    from clipgeom.loss import GEOMETRIES, SHIFTS, compute_alpha_sweep
+    from clipgeom.loss import GEOMETRIES, SHIFTS
     from clipgeom.outputs import save_figure, write_csv, write_metrics
     from clipgeom.plots import loss as lp
+    from clipgeom.stages.loss import compute_alpha_sweep
 
     log = setup_logging(job)
     check_rows_vary(job.input.embeddings, "alpha_sweep")

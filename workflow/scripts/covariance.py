@@ -1,13 +1,14 @@
-"""Rule covariance: Props. 3-5, Eq. 6, Fig. 5 and whitening (computation in clipgeom.geometry.compute_covariance)."""
+"""Rule covariance: Props. 3-5, Eq. 6, Fig. 5 and whitening (computation in
+clipgeom.stages.geometry.compute_covariance)."""
 
 from clipgeom.h5io import check_rows_vary
 from clipgeom.scripting import get_job, setup_logging
 
 
 def main(job):
-    from clipgeom.geometry import compute_covariance
     from clipgeom.outputs import save_figure, write_csv, write_metrics
     from clipgeom.plots import geometry as gp
+    from clipgeom.stages.geometry import compute_covariance
 
     log = setup_logging(job)
     check_rows_vary(job.input.embeddings, "covariance")

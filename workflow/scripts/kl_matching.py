@@ -4,7 +4,9 @@ KL divergence between them as the image embeddings shift by −α·m_i (Eq. 9; F
 import numpy as np
 
 from clipgeom import conformity as cf
+from clipgeom.grids import alpha_grid
 from clipgeom.h5io import check_rows_vary, count_rows, iter_embedding_chunks
+from clipgeom.kl import histogram_probs, sample_histogram_kl, shared_bins
 from clipgeom.outputs import save_figure, write_csv, write_metrics
 from clipgeom.plots import conformity as pc
 from clipgeom.scripting import get_job, setup_logging
@@ -16,7 +18,7 @@ def main(job):
     p = dict(job.params.p)
     demo = bool(job.params.demo)
     path = job.input.embeddings
-    alphas = cf.alpha_grid(p["alpha_min"], p["alpha_max"], p["alpha_step"])
+    alphas = alpha_grid(p["alpha_min"], p["alpha_max"], p["alpha_step"], include_zero=False)
     estimator = {
         "divergence": "KL(image || text) = sum_b p_image(b) * ln(p_image(b) / p_text(b)), in nats",
         "bins": p["bins"],
@@ -74,7 +76,7 @@ def main(job):
     )
     image_by_alpha = cf.shifted_conformity(src["image"], alphas, m_i)
     kl = cf.kl_curve(image_by_alpha, text_conf, p["bins"], p["pseudocount"])
-    kl_zero = cf.histogram_kl(image_conf, text_conf, p["bins"], p["pseudocount"])
+    kl_zero = sample_histogram_kl(image_conf, text_conf, p["bins"], p["pseudocount"])
     best = int(np.argmin(kl))
     for a, k in zip(alphas, kl, strict=False):
         log.info("alpha=%+.2f  KL(image||text)=%.4f", a, k)
@@ -92,7 +94,7 @@ def main(job):
             "text_mean_conformity": [float(text_conf.mean())] * len(alphas),
         },
     )
-    edges = cf.shared_bins(image_conf, text_conf, bins=p["bins"])
+    edges = shared_bins(image_conf, text_conf, bins=p["bins"])
     save_figure(
         pc.distributions(image_conf, text_conf, edges, kl_zero), job.output.dist_png, job.output.dist_pdf, demo=demo
     )
@@ -107,8 +109,8 @@ def main(job):
         "text_conformity": {"mean": float(text_conf.mean()), "std": float(text_conf.std())},
         "histograms_at_zero": {
             "edges": edges,
-            "image": cf.histogram_probs(image_conf, edges, p["pseudocount"]),
-            "text": cf.histogram_probs(text_conf, edges, p["pseudocount"]),
+            "image": histogram_probs(image_conf, edges, p["pseudocount"]),
+            "text": histogram_probs(text_conf, edges, p["pseudocount"]),
         },
     }
     log.info("KL at alpha=0: %.4f; lowest %.4f at alpha=%g", kl_zero, kl[best], alphas[best])

@@ -1,13 +1,13 @@
-"""Rule origin_distance: EuCLIP Fig. 2 (computation in clipgeom.geometry.compute_origin_distance)."""
+"""Rule origin_distance: EuCLIP Fig. 2 (computation in clipgeom.stages.geometry.compute_origin_distance)."""
 
 from clipgeom.h5io import check_rows_vary
 from clipgeom.scripting import get_job, setup_logging
 
 
 def main(job):
-    from clipgeom.geometry import compute_origin_distance
     from clipgeom.outputs import save_figure, write_csv, write_metrics
     from clipgeom.plots import geometry as gp
+    from clipgeom.stages.geometry import compute_origin_distance
 
     log = setup_logging(job)
     check_rows_vary(job.input.embeddings, "origin_distance")

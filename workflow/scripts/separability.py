@@ -1,13 +1,13 @@
-"""Rule separability: Prop. 1, Eq. 5, Figs 2-3 (computation in clipgeom.geometry.compute_separability)."""
+"""Rule separability: Prop. 1, Eq. 5, Figs 2-3 (computation in clipgeom.stages.geometry.compute_separability)."""
 
 from clipgeom.h5io import check_rows_vary
 from clipgeom.scripting import get_job, setup_logging
 
 
 def main(job):
-    from clipgeom.geometry import compute_separability
     from clipgeom.outputs import save_figure, write_csv, write_metrics
     from clipgeom.plots import geometry as gp
+    from clipgeom.stages.geometry import compute_separability
 
     log = setup_logging(job)
     check_rows_vary(job.input.embeddings, "separability")

@@ -1,13 +1,13 @@
-"""Rule thin_shell: Prop. 2, Eqs. 1-4, Fig. 4 (computation in clipgeom.geometry.compute_thin_shell)."""
+"""Rule thin_shell: Prop. 2, Eqs. 1-4, Fig. 4 (computation in clipgeom.stages.geometry.compute_thin_shell)."""
 
 from clipgeom.h5io import check_rows_vary
 from clipgeom.scripting import get_job, setup_logging
 
 
 def main(job):
-    from clipgeom.geometry import compute_thin_shell
     from clipgeom.outputs import save_figure, write_csv, write_metrics
     from clipgeom.plots import geometry as gp
+    from clipgeom.stages.geometry import compute_thin_shell
 
     log = setup_logging(job)
     check_rows_vary(job.input.embeddings, "thin_shell")
