@@ -32,4 +32,4 @@ def main(job):
     save_figure(pc.all_numbers(rows, numeric), job.output.all_png, job.output.all_pdf, demo=demo)
 
 
-main(get_job())
+main(get_job(__file__))

@@ -173,4 +173,4 @@ def main(job):
     )
 
 
-main(get_job())
+main(get_job(__file__))

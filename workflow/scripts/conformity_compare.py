@@ -137,4 +137,4 @@ def main(job):
     )
 
 
-main(get_job())
+main(get_job(__file__))

@@ -5,7 +5,7 @@ import json
 from clipgeom.embed import embed_shard
 from clipgeom.scripting import get_job, log_stream, setup_logging
 
-job = get_job()
+job = get_job(__file__)
 log = setup_logging(job)
 shard, n_shards = (int(x) for x in job.wildcards.scatteritem.split("-of-"))
 with open(job.input.manifest) as fh:

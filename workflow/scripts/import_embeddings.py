@@ -8,7 +8,7 @@ from clipgeom.imported import import_embeddings
 from clipgeom.rejects import write_rejected
 from clipgeom.scripting import get_job, setup_logging
 
-job = get_job()
+job = get_job(__file__)
 log = setup_logging(job)
 emb = import_embeddings(
     job.input.source,

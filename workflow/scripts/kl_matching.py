@@ -117,4 +117,4 @@ def main(job):
     write_metrics(job.output.metrics, stage="kl_matching", summary=summary, details=details, demo=demo, params=p, **wc)
 
 
-main(get_job())
+main(get_job(__file__))

@@ -5,7 +5,7 @@ from pathlib import Path
 from clipgeom.demo import make_demo_dataset
 from clipgeom.scripting import get_job, setup_logging
 
-job = get_job()
+job = get_job(__file__)
 log = setup_logging(job)
 counts = make_demo_dataset(
     Path(job.output.captions).parent,

@@ -7,7 +7,7 @@ from clipgeom.embed import merge_shards
 from clipgeom.rejects import write_rejected
 from clipgeom.scripting import get_job, setup_logging
 
-job = get_job()
+job = get_job(__file__)
 log = setup_logging(job)
 with open(job.input.manifest) as fh:
     manifest = json.load(fh)

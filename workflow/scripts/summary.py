@@ -8,7 +8,7 @@ from clipgeom.outputs import write_json
 from clipgeom.scripting import get_job, setup_logging
 from clipgeom.summary import build_summary
 
-job = get_job()
+job = get_job(__file__)
 log = setup_logging(job)
 stages = list(job.params.stages)
 metrics = dict(zip(stages, list(job.input.metrics), strict=False))

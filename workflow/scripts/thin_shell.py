@@ -34,4 +34,4 @@ def main(job):
 
 
 if __name__ == "__main__":
-    main(get_job())
+    main(get_job(__file__))

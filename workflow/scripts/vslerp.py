@@ -119,4 +119,4 @@ def main(job):
     )
 
 
-main(get_job())
+main(get_job(__file__))
