@@ -41,7 +41,7 @@ rule conformity:
         demo=is_demo,
         images=lambda wc: image_root(wc.dataset),
         code=script_code(
-            "conformity", "conformity", "kl", "plots/conformity", "imagesource"
+            "conformity", "kl", "plots/conformity", "imagesource", "hashing"
         ),
     script:
         "../workflow/scripts/conformity.py"
@@ -140,6 +140,8 @@ rule vslerp:
         p=stage_params("vslerp"),
         demo=is_demo,
         images=lambda wc: image_root(wc.dataset),
-        code=script_code("vslerp", "vslerp", "plots/conformity", "imagesource"),
+        code=script_code(
+            "vslerp", "vslerp", "plots/conformity", "imagesource", "hashing"
+        ),
     script:
         "../workflow/scripts/vslerp.py"

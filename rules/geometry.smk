@@ -1,6 +1,7 @@
 # Geometry of the double ellipsoid (paper §3-§4) and EuCLIP's origin/[ROOT] distances: one rule per
 # stage, per dataset x model, each reading results/{dataset}/{model}/embeddings.h5 in chunks.
-# Computation: src/clipgeom/geometry.py; figures: src/clipgeom/plots/geometry.py.
+# Equations: src/clipgeom/geometry.py (and kl.py); stage orchestration: src/clipgeom/stages/geometry.py;
+# figures: src/clipgeom/plots/geometry.py.
 
 
 rule separability:

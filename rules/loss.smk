@@ -1,6 +1,7 @@
 # The CLIP loss on a double ellipsoid (paper §5-§6): the alpha sweep of Eqs. 7-9 (Fig. 6, its text-shift
 # and Euclidean variants), per dataset x model; and the Fig. 7 blur simulation, once.
-# Computation: src/clipgeom/loss.py, src/clipgeom/blur.py; figures: src/clipgeom/plots/loss.py.
+# Equations: src/clipgeom/loss.py, src/clipgeom/blur.py; the fast sweep: sweep.py, sweep_kernel.py; stage
+# orchestration: src/clipgeom/stages/loss.py; figures: src/clipgeom/plots/loss.py.
 
 BLUR_DIR = "results/simulations/blur_simulation"
 
@@ -42,6 +43,7 @@ rule alpha_sweep:
             "sweep",
             "sweep_kernel",
             "grids",
+            "threads",
             "plots/loss",
         ),
     script:

@@ -41,7 +41,13 @@ rule summary:
             DATASETS[wc.dataset], MODELS.get(wc.model, {})
         ),
         code=code_version(
-            "workflow/scripts/summary.py", "summary", "paper", "outputs", "compare"
+            "workflow/scripts/summary.py",
+            "summary",
+            "paper",
+            "outputs",
+            "compare",
+            "h5io",
+            "scripting",
         ),
     script:
         "../workflow/scripts/summary.py"

@@ -838,7 +838,8 @@ CASES = [
         _cuda_build,
         (
             "error",
-            r"device 'cuda' requested but torch \S+ \(torch\.version\.cuda=\S+\) sees no CUDA device: .*check",
+            r"the model's device is 'cuda', but torch \S+ \((built for CUDA \S+|a CPU-only build)\) sees no CUDA "
+            r"device: .*(check|install)",
             MLE,
         ),
     ),

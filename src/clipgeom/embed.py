@@ -747,7 +747,7 @@ def merge_shards(manifest: dict, shard_paths: list, out_path) -> Embeddings:
                 f"{len(all_rejects)} rejects in all, first: {all_rejects[0]['kind']} "
                 f"{all_rejects[0]['item']!r}: {all_rejects[0]['reason']}); no embeddings file written"
             )
-    input_checksum = hashlib.sha256((first[1]["manifest_checksum"] + "".join(shas)).encode()).hexdigest()
+    input_checksum = sha256_hex((first[1]["manifest_checksum"] + "".join(shas)).encode())
     attrs = {
         k: first[1][k]
         for k in first[1]

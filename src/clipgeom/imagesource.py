@@ -16,7 +16,6 @@ members make the name ambiguous (:class:`BadImageError` naming both).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import os
@@ -26,6 +25,8 @@ import zipfile
 from pathlib import Path
 
 from PIL import Image, ImageFile, UnidentifiedImageError
+
+from .hashing import sha256_stream
 
 # A truncated JPEG must be an error, not a silently half-grey image.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -227,16 +228,13 @@ class ImageSource:
 
     def sha256(self, name: str, chunk: int = 1 << 20) -> str:
         """sha256 (hex) of the file's bytes, read once as a stream; raises like :meth:`read_bytes`."""
-        h = hashlib.sha256()
         try:
             with self._open_stream(name) as fh:
-                for block in iter(lambda: fh.read(chunk), b""):
-                    h.update(block)
+                return sha256_stream(fh, chunk)
         except FileNotFoundError:
             raise BadImageError(f"image file missing: {name} (looked in {self.root})") from None
         except (OSError, zipfile.BadZipFile) as e:
             raise BadImageError(f"cannot read image {name} in {self.root} ({type(e).__name__}: {e})") from None
-        return h.hexdigest()
 
     def open(self, name: str) -> Image.Image:
         """The image as RGB; raise :class:`BadImageError` naming the file when it is missing or corrupt."""
@@ -275,7 +273,3 @@ def decode_image(data: bytes, label: str) -> Image.Image:
         raise BadImageError(
             f"cannot convert image to RGB: {label} (mode {img.mode}; {type(e).__name__}: {e})"
         ) from None
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

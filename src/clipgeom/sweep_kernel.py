@@ -1,6 +1,6 @@
 """The fused CPU kernel of the alpha sweep (paper Eqs. 7-9): one row block, every alpha, in one pass.
 
-:func:`clipgeom.loss.sweep_pair_terms` reduces every (geometry, shifted modality, alpha) to the same
+:func:`clipgeom.sweep.sweep_pair_terms` reduces every (geometry, shifted modality, alpha) to the same
 shape of work: a row block's base matrix ``B`` (one float64 product ``X_b Y^T``, rounded once to
 float32) and O(M) vectors give the logits
 

@@ -100,7 +100,7 @@ def plot_geometry_curves(
 ):
     """The alpha sweep under each geometry (EuCLIP's Euclidean logits beside cosine): per geometry the loss
     change from alpha = 0 for all/correct/misclassified pairs, per shift, and the retrieval accuracy.
-    ``curves[(geometry, shift)]`` as returned by :func:`clipgeom.loss.alpha_sweep`."""
+    ``curves[(geometry, shift)]`` as returned by :func:`clipgeom.stages.loss.alpha_sweep`."""
     plt = _plt()
     alphas = np.asarray(alphas, float)
     geometries = [g for g in geometries if any((g, s) in curves for s in shifts)]
