@@ -28,6 +28,7 @@ if not workflow.overwrite_configfiles:
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/train.smk"
 include: "rules/embed.smk"
 include: "rules/geometry.smk"
 include: "rules/loss.smk"

@@ -217,7 +217,17 @@ def user_file(path):
 
 
 def demo_root(dataset):
+    """Where the workflow generates a dataset of a generated kind (demo shapes, a synthetic world)."""
     return f"results/demo_data/{dataset}"
+
+
+def generated_datasets(kind):
+    return [d for d, c in DATASETS.items() if c["kind"] == kind]
+
+
+def world_cfg(name):
+    """A world's full spec (schema defaults applied), keys sorted."""
+    return canonical(config["worlds"][name])
 
 
 def dataset_cfg(dataset):
@@ -227,7 +237,7 @@ def dataset_cfg(dataset):
 def dataset_inputs(wildcards):
     """Raw input files of a dataset (missing ones fail with a message that says where to put them)."""
     c = DATASETS[wildcards.dataset]
-    if c["kind"] == "demo":
+    if c["kind"] in ("demo", "world"):
         return {
             "captions": f"{demo_root(wildcards.dataset)}/captions.jsonl",
             "images": f"{demo_root(wildcards.dataset)}/images",
@@ -278,7 +288,7 @@ def image_root(dataset):
     c = DATASETS[dataset]
     return (
         product(f"{demo_root(dataset)}/images")
-        if c["kind"] == "demo"
+        if c["kind"] in ("demo", "world")
         else c.get("images")
     )
 
@@ -294,14 +304,15 @@ for _c in MODELS.values():
     _c["model_config"] = _model_config_path(_c["model_config"])
 
 
+def made_here(c):
+    """True for a model whose weights the workflow writes (seeded random or trained): a workflow product."""
+    return c["init_seed"] is not None or bool(c.get("train"))
+
+
 def model_cfg(model):
-    """A model's config as its embedding job reads it (seeded random weights are a workflow product)."""
+    """A model's config as its embedding job reads it (random or trained weights are a workflow product)."""
     c = canonical(MODELS[model])
-    if (
-        c["init_seed"] is not None
-        and c["pretrained"]
-        and not Path(c["pretrained"]).is_absolute()
-    ):
+    if made_here(c) and c["pretrained"] and not Path(c["pretrained"]).is_absolute():
         c["pretrained"] = PREFIX + c["pretrained"]
     return c
 
@@ -314,10 +325,9 @@ def model_files(wildcards):
         files["model_config"] = user_file(c["model_config"])
     p = c["pretrained"]
     if p and (
-        c["init_seed"] is not None
-        or Path(p).suffix in (".pt", ".pth", ".bin", ".safetensors")
+        made_here(c) or Path(p).suffix in (".pt", ".pth", ".bin", ".safetensors")
     ):
-        files["checkpoint"] = p if c["init_seed"] is not None else user_file(p)
+        files["checkpoint"] = p if made_here(c) else user_file(p)
     return files
 
 

@@ -36,6 +36,8 @@ rule make_demo_data:
         images=directory("results/demo_data/{dataset}/images"),
     log:
         "results/demo_data/{dataset}/make_demo_data.log",
+    wildcard_constraints:
+        dataset=names_regex(generated_datasets("demo")),
     conda:
         "../envs/clipgeom.yaml"
     params:
@@ -46,6 +48,30 @@ rule make_demo_data:
         code=code_version("workflow/scripts/make_demo_data.py", "demo", "scripting"),
     script:
         "../workflow/scripts/make_demo_data.py"
+
+
+rule make_world_data:
+    """A synthetic world's evaluation set: coloured shapes whose concepts and training frequencies are known."""
+    output:
+        captions="results/demo_data/{dataset}/captions.jsonl",
+        images=directory("results/demo_data/{dataset}/images"),
+    log:
+        "results/demo_data/{dataset}/make_world_data.log",
+    wildcard_constraints:
+        dataset=names_regex(generated_datasets("world")),
+    conda:
+        "../envs/clipgeom.yaml"
+    params:
+        world=lambda wc: world_cfg(DATASETS[wc.dataset]["world"]),
+        n_images=lambda wc: DATASETS[wc.dataset]["n_images"],
+        captions_per_image=lambda wc: DATASETS[wc.dataset]["captions_per_demo_image"],
+        balanced=lambda wc: DATASETS[wc.dataset]["balanced"],
+        seed=lambda wc: DATASETS[wc.dataset]["seed"],
+        code=code_version(
+            "workflow/scripts/make_world_data.py", "world", "demo", "scripting"
+        ),
+    script:
+        "../workflow/scripts/make_world_data.py"
 
 
 rule prepare_dataset:

@@ -149,8 +149,11 @@ KIND_REQUIRES = {
     "images": ("images",),
     "captions": ("captions",),
     "demo": (),
+    "world": ("world",),
 }
-PAIRED_KINDS = ("coco", "folder", "demo", "embeddings")
+PAIRED_KINDS = ("coco", "folder", "demo", "world", "embeddings")
+#: kinds whose images and captions the workflow generates (under results/generated/{dataset}/)
+GENERATED_KINDS = ("demo", "world")
 
 
 def open_clip_architectures() -> set[str]:
@@ -187,6 +190,9 @@ def check_config(config: dict, *, known_archs: set[str] | None = None, n_shards:
                 problems.append(f"{where}.models: {m!r} is not a model under models: (have {sorted(models)})")
         if kind != "embeddings" and not (d.get("models") or models):
             problems.append(f"{where}: kind {kind!r} is embedded by a model, but models: is empty")
+        if kind == "world" and d.get("world") and d["world"] not in (config.get("worlds") or {}):
+            have = sorted(config.get("worlds") or {})
+            problems.append(f"{where}.world: {d['world']!r} is not a world under worlds: (have {have})")
         ref = d.get("reference")
         if ref is not None:
             if ref not in datasets:
@@ -200,7 +206,23 @@ def check_config(config: dict, *, known_archs: set[str] | None = None, n_shards:
                 )
     for name, m in models.items():
         where = f"models.{name}"
-        if not m.get("pretrained"):
+        tr = m.get("train")
+        if tr:
+            if tr["world"] not in (config.get("worlds") or {}):
+                problems.append(f"{where}.train.world: {tr['world']!r} is not a world under worlds:")
+            if m.get("init_seed") is not None:
+                problems.append(f"{where}: train and init_seed both write `pretrained`; keep one")
+            if not m.get("pretrained") or Path(m["pretrained"]).suffix.lower() not in (".pt", ".pth"):
+                problems.append(f"{where}.pretrained: a trained model needs the checkpoint file to write (…/name.pt)")
+            ls = tr.get("logit_scale", "learned")
+            if ls != "learned":
+                try:
+                    ok = 0 < float(ls) <= 100
+                except (TypeError, ValueError):
+                    ok = False
+                if not ok:
+                    problems.append(f"{where}.train.logit_scale: 'learned' or a number in (0, 100], got {ls!r}")
+        if not m.get("pretrained") and not tr:
             problems.append(
                 f"{where}.pretrained: no weights given. Name an open_clip tag (e.g. openai) or a "
                 "checkpoint file; random weights only when asked for, with init_seed (and "

@@ -774,5 +774,10 @@ def merge_shards(manifest: dict, shard_paths: list, out_path) -> Embeddings:
         caption=np.asarray([captions[r]["caption"] for r in txt_rows], dtype=object),
         attrs=attrs,
     )
+    # a synthetic world's manifest knows each item's concept and training frequency: carry them along
+    for mod, items, rows in (("image", images, img_rows), ("text", captions, txt_rows)):
+        if len(items) and all("concept" in it and "train_frequency" in it for it in items):
+            setattr(emb, f"{mod}_concept", np.asarray([items[r]["concept"] for r in rows], dtype=object))
+            setattr(emb, f"{mod}_train_frequency", np.asarray([items[r]["train_frequency"] for r in rows], float))
     write_embeddings(out_path, emb)
     return emb

@@ -9,6 +9,8 @@ Schema (``results/{dataset}/{model}/embeddings.h5``)::
     /text/id           int64 or utf-8 (N_txt,)
     /text/image_index  int64 (N_txt,)        row of the caption's image in /image (-1: none)
     /text/caption      utf-8 (N_txt,)
+    /{image,text}/concept          utf-8 (N,)    optional: the concept each item shows (synthetic worlds)
+    /{image,text}/train_frequency  float64 (N,)  optional: that concept's frequency in the model's training set
     attrs: model, pretrained, logit_scale, embed_dim, open_clip_version,
            torch_version, precision, device, normalized (False), dataset,
            input_checksum, schema_version, rejects (JSON list of {kind, item, reason, stage}),
@@ -67,6 +69,12 @@ class Embeddings:
     text_image_index: np.ndarray
     caption: np.ndarray
     attrs: dict = field(default_factory=dict)
+    # Optional, per row: the concept an item shows and that concept's frequency in the training set of
+    # the model (synthetic worlds, clipgeom.world). Files written without them simply lack them.
+    image_concept: np.ndarray | None = None
+    image_train_frequency: np.ndarray | None = None
+    text_concept: np.ndarray | None = None
+    text_train_frequency: np.ndarray | None = None
 
     @property
     def dim(self) -> int:
@@ -254,8 +262,44 @@ def validate_arrays(emb: Embeddings, source: str = "<memory>") -> None:
             path=_path_of(source),
         )
     _check_meta(emb, n_img, n_txt, source)
+    _check_concepts(emb, n_img, n_txt, source)
     check_zero_norm("image", emb.image, emb.image_id, source)
     check_zero_norm("text", emb.text, emb.text_id, source)
+
+
+CONCEPT_FIELDS = ("concept", "train_frequency")
+
+
+def _check_concepts(emb: Embeddings, n_img: int, n_txt: int, source: str) -> None:
+    """The optional per-row concept and training frequency: one per row, frequencies finite and >= 0."""
+    for mod, n in (("image", n_img), ("text", n_txt)):
+        concept, freq = getattr(emb, f"{mod}_concept"), getattr(emb, f"{mod}_train_frequency")
+        if (concept is None) != (freq is None):
+            raise EmbeddingsFileError(
+                f"{source}: /{mod}/concept and /{mod}/train_frequency come together (one of them is missing)",
+                path=_path_of(source),
+            )
+        if concept is None:
+            continue
+        for name, arr in (("concept", concept), ("train_frequency", freq)):
+            if len(arr) != n:
+                raise EmbeddingsFileError(
+                    f"{source}: /{mod}/{name} has {len(arr)} rows but /{mod}/embedding has {n}",
+                    path=_path_of(source),
+                )
+        f = np.asarray(freq)
+        check_numeric(f"/{mod}/train_frequency", f, source)
+        bad = np.flatnonzero(~np.isfinite(f.astype(np.float64)) | (f < 0))
+        if bad.size:
+            raise EmbeddingsFileError(
+                f"{source}: /{mod}/train_frequency row {int(bad[0])} is {f[bad[0]]!r}; frequencies are finite and >= 0",
+                path=_path_of(source),
+            )
+
+
+def has_concepts(emb: Embeddings) -> bool:
+    """True when both modalities carry a concept and a training frequency per row."""
+    return emb.image_concept is not None and emb.text_concept is not None
 
 
 def attr_value(v):
@@ -293,6 +337,13 @@ def write_embeddings(path: str | os.PathLike, emb: Embeddings) -> Path:
             f["image"].create_dataset("file", data=np.asarray(emb.image_file, dtype=object), dtype=_STR)
             f["text"].create_dataset("image_index", data=np.asarray(emb.text_image_index, dtype=np.int64))
             f["text"].create_dataset("caption", data=np.asarray(emb.caption, dtype=object), dtype=_STR)
+            for mod in MODALITIES:
+                if getattr(emb, f"{mod}_concept") is not None:
+                    concept = np.asarray([str(c) for c in getattr(emb, f"{mod}_concept")], dtype=object)
+                    f[mod].create_dataset("concept", data=concept, dtype=_STR)
+                    f[mod].create_dataset(
+                        "train_frequency", data=np.asarray(getattr(emb, f"{mod}_train_frequency"), np.float64)
+                    )
             attrs = {"normalized": False, "schema_version": SCHEMA_VERSION, "embed_dim": d}
             attrs.update(emb.attrs)
             attrs["normalized"] = bool(attrs["normalized"])
@@ -389,6 +440,10 @@ def read_embeddings(path: str | os.PathLike, modalities=MODALITIES, *, validate:
             caption=_decode(ds["text/caption"][()]),
             attrs=_attrs(f),
         )
+        for mod in MODALITIES:
+            if f"{mod}/concept" in f and f"{mod}/train_frequency" in f:
+                setattr(emb, f"{mod}_concept", _decode(_dataset(f, path, f"{mod}/concept")[()]))
+                setattr(emb, f"{mod}_train_frequency", _dataset(f, path, f"{mod}/train_frequency")[()])
     if not validate:
         emb.text_image_index = np.asarray(emb.text_image_index).astype(np.int64)
         return emb
@@ -400,6 +455,7 @@ def read_embeddings(path: str | os.PathLike, modalities=MODALITIES, *, validate:
             path=path,
         )
     _check_meta(emb, n_img, n_txt, str(path))
+    _check_concepts(emb, n_img, n_txt, str(path))
     emb.text_image_index = np.asarray(emb.text_image_index).astype(np.int64)
     for mod in MODALITIES:
         if mod in modalities:
