@@ -538,7 +538,9 @@ def build_manifest(
                 n_trimmed += 1
                 continue
         per_image[image_id] += 1
-        kept_caps.append({"id": c["id"], "image_id": image_id, "caption": text.strip()})
+        entry = {"id": c["id"], "image_id": image_id, "caption": text.strip()}
+        entry.update({k: c[k] for k in ("concept", "train_frequency") if k in c})  # synthetic worlds
+        kept_caps.append(entry)
 
     if require_captions:
         final_images = []

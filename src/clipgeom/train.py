@@ -8,7 +8,8 @@ downstream changes. Logits (:data:`LOGITS`):
 * ``euclidean``: ``−s · ‖x − y‖`` and ``sq_euclidean``: ``−s · ‖x − y‖²`` on the raw features (EuCLIP's forms),
   with the same symmetric cross-entropy (Eq. 7 of the double-ellipsoid paper, any logit matrix).
 
-The scale ``s`` is learned (CLIP's initialisation 1/0.07, clamped at 100) or fixed (``logit_scale: 100``).
+The scale ``s`` is learned (clamped at 100; cosine: CLIP's initialisation 1/0.07; Euclidean: the value that makes
+the first batch's mean distance term 1, since raw distances have no fixed range) or fixed (``logit_scale: 100``).
 Training data: a pool of ``n_train`` images whose concepts are drawn by the world's law (or uniformly: the
 control arm), rendered once; each step samples a batch from the pool and writes a fresh paraphrase for every
 image. Seeds fix the initialisation and the data order: on the CPU the same seed gives the same weights.
@@ -130,8 +131,20 @@ def train_clip(
         model.logit_scale.fill_(math.log(fixed if fixed is not None else CLIP_INIT_SCALE))
     model.logit_scale.requires_grad_(fixed is None)
     model.to(device).train()
+    rng0 = np.random.default_rng(seed + 3)  # paraphrases of the scale probe
 
     names, nuis, pixels = _pool(w, n_train, seed, sampling, preprocess, torch)
+    if fixed is None and logits != "cosine":
+        # Distances of raw features have no fixed range: start the learned scale where the first batch's mean
+        # distance term is 1 (EuCLIP and MERU scale the features by factors initialised at 1/sqrt(d) instead)
+        with torch.no_grad():
+            probe = np.random.default_rng(seed + 2).integers(0, n_train, size=min(batch_size, n_train))
+            img = model.encode_image(pixels[probe].to(device), normalize=False)
+            txt = model.encode_text(
+                tokenizer([W.caption(names[i], nuis[i], rng0) for i in probe]).to(device), normalize=False
+            )
+            mean_term = float(-contrastive_logits(torch, img, txt, 1.0, logits).mean())
+            model.logit_scale.fill_(math.log(min(MAX_LOGIT_SCALE, 1.0 / max(mean_term, 1e-6))))
     decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
     other = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
     opt = torch.optim.AdamW(
@@ -165,7 +178,7 @@ def train_clip(
         opt.step()
         sched.step()
         with torch.no_grad():
-            model.logit_scale.clamp_(0, math.log(MAX_LOGIT_SCALE))
+            model.logit_scale.clamp_(max=math.log(MAX_LOGIT_SCALE))
         if step % log_every == 0 or step == steps - 1:
             el = time.perf_counter() - t0
             curve["step"].append(step + 1)
