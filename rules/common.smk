@@ -68,6 +68,7 @@ PAIR_STAGES = [
     "kl_matching",
     "vslerp",
     "conformity_compare",
+    "concept_frequency",
 ]
 
 

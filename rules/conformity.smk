@@ -145,3 +145,45 @@ rule vslerp:
         ),
     script:
         "../workflow/scripts/vslerp.py"
+
+
+# Prediction 1 (§6): conformity against each concept's training frequency (or a word-frequency proxy).
+rule concept_frequency:
+    input:
+        embeddings=embeddings_h5(),
+        # the word-frequency proxy's caption corpus, when one is configured (an input: a new file reruns)
+        corpus=lambda wc: (
+            [user_file(config["stages"]["concept_frequency"]["proxy_corpus"])]
+            if config["stages"]["concept_frequency"]["proxy_corpus"]
+            else []
+        ),
+    output:
+        metrics=stage_dir("concept_frequency", "metrics.json"),
+        concepts=stage_dir("concept_frequency", "concepts.csv"),
+        samples=stage_dir("concept_frequency", "samples.csv"),
+        figure_png=report(
+            stage_dir("concept_frequency", "concept_frequency.png"),
+            caption="../report/concept_frequency/concept_frequency.rst",
+            category="Concept frequency",
+            subcategory="{dataset} × {model}",
+        ),
+        figure_pdf=stage_dir("concept_frequency", "concept_frequency.pdf"),
+    log:
+        stage_log("concept_frequency"),
+    benchmark:
+        stage_benchmark("concept_frequency")
+    conda:
+        "../envs/clipgeom.yaml"
+    params:
+        p=stage_params("concept_frequency"),
+        demo=is_demo,
+        code=script_code(
+            "concept_frequency",
+            "frequency",
+            "stages/frequency",
+            "plots/frequency",
+            "conformity",
+            "kl",
+        ),
+    script:
+        "../workflow/scripts/concept_frequency.py"

@@ -102,6 +102,12 @@ rule import_embeddings:
     """Precomputed embeddings (.npz, .npy or .h5) into the project's schema."""
     input:
         source=embeddings_source,
+        # the dataset's metadata JSON (per-row captions, ids, file names), when it names one
+        metadata=lambda wc: (
+            [user_file(DATASETS[wc.dataset]["metadata"])]
+            if DATASETS[wc.dataset].get("metadata")
+            else []
+        ),
     output:
         embeddings_h5(),
         rejected=rejected_csv(),

@@ -121,8 +121,44 @@ def test_qualitative_claims_hold_fail_or_do_not_apply():
     assert st["covariance.image.tilted"]["status"] == "holds"
     assert st["covariance.text.tilted"]["status"] == "fails"  # above the null, but not significantly
     assert st["conformity.image.estimable"]["status"] == "not applicable"
-    assert st["prediction_1"]["status"] == "not applicable"
+    assert st["prediction_1"]["status"] == "not applicable"  # no concept_frequency keys in this summary
+    assert st["prediction_1_proxy"]["status"] == "not applicable"
     assert all(r["status"] in ("holds", "fails", "not applicable") for r in st.values() if r["kind"] == "qualitative")
+
+
+def _frequency_summary(source, rho=(0.4, 0.3), lo=(0.2, 0.1), p=(0.001, 0.01)):
+    flat = {"concept_frequency.source": source}
+    for i, mod in enumerate(("image", "text")):
+        flat[f"concept_frequency.{mod}.rho_conformity"] = rho[i]
+        flat[f"concept_frequency.{mod}.rho_conformity_ci"] = [lo[i], None if lo[i] is None else lo[i] + 0.4]
+        flat[f"concept_frequency.{mod}.p_permutation"] = p[i]
+    return flat
+
+
+def test_prediction_1_is_judged_on_training_frequencies_only():
+    """Prediction 1 holds on training frequencies when, in both modalities, rho > 0, its CI is above 0 and the
+    permutation p <= 0.05; a proxy is reported apart (prediction_1_proxy); neither is comparable with the paper,
+    which measured nothing."""
+
+    def status(flat):
+        rows = {r["claim"]: r for r in pp.evaluate_claims(flat, paper_setup=True, normalized=False, setup="x")}
+        for c in ("prediction_1", "prediction_1_proxy"):
+            assert not rows[c]["comparable"] and "without measuring it" in rows[c]["why"]
+        return rows["prediction_1"]["status"], rows["prediction_1_proxy"]["status"]
+
+    assert status(_frequency_summary("training")) == ("holds", "not applicable")
+    assert status(_frequency_summary("training", lo=(0.2, -0.05))) == ("fails", "not applicable")  # CI has 0
+    assert status(_frequency_summary("training", p=(0.001, 0.2))) == ("fails", "not applicable")  # null explains it
+    assert status(_frequency_summary("training", rho=(-0.3, 0.3), lo=(-0.5, 0.1))) == ("fails", "not applicable")
+    assert status(_frequency_summary("training", rho=(0.4, None))) == ("not applicable", "not applicable")
+    proxy = "proxy: word frequency in captions_val2017.json, not in the model's training data"
+    assert status(_frequency_summary(proxy)) == ("not applicable", "holds")
+    assert status(_frequency_summary(proxy, lo=(-0.1, -0.1))) == ("not applicable", "fails")
+    na = "not applicable: no frequencies and no caption text"
+    assert status(_frequency_summary(na, rho=(None, None), lo=(None, None), p=(None, None))) == (
+        "not applicable",
+        "not applicable",
+    )
 
 
 def test_claims_about_raw_norms_do_not_apply_to_normalised_rows():

@@ -17,6 +17,12 @@ Checks (each error names the file and the array, and the first bad row where the
   row taking its captions with it (``text_image_index`` is re-indexed), and every dropped row is
   listed in ``attrs["rejects"]`` (JSON) / ``attrs["n_rejected"]`` with stage ``import_embeddings``.
   If every image (or every caption) of the file is dropped, the import fails.
+
+Metadata (the dataset's optional ``metadata:``, :func:`load_metadata`): a JSON list with one record per
+caption row of the file (per pair row for a ``.npy`` or a 1:1 ``.npz``), each with ``caption`` and
+optionally ``image_id``, ``file_name`` (of the row's image), ``concept`` and ``train_frequency`` (both or
+neither). It fills ``/text/caption``, ``/image/id``, ``/image/file`` and the optional concept fields before
+the bad-row policy runs; a record count that differs from the rows is an error naming the file.
 """
 
 from __future__ import annotations
@@ -225,6 +231,11 @@ def apply_bad_row_policy(emb: Embeddings, policy: str, source: str, stage: str) 
         caption=np.asarray(emb.caption, dtype=object)[keep_txt],
         attrs=dict(emb.attrs),
     )
+    for mod, keep in (("image", keep_img), ("text", keep_txt)):  # optional per-row concept fields go along
+        for name in ("concept", "train_frequency"):
+            arr = getattr(emb, f"{mod}_{name}")
+            if arr is not None:
+                setattr(kept, f"{mod}_{name}", np.asarray(arr)[keep])
     for mod, n_in, n_out in (("image", len(emb.image), len(kept.image)), ("caption", len(emb.text), len(kept.text))):
         if n_in and not n_out:
             raise EmbeddingsFileError(
@@ -246,20 +257,132 @@ def _prior_rejects(attrs: dict) -> list[dict]:
     return [dict(r, stage=r.get("stage", STAGE)) for r in items if isinstance(r, dict)]
 
 
+METADATA_FIELDS = ("caption", "image_id", "file_name", "concept", "train_frequency")
+
+
+def load_metadata(path: str | os.PathLike) -> list[dict]:
+    """The records of a metadata JSON: a list of objects, each with a ``caption`` string and optionally
+    ``image_id``, ``file_name``, ``concept``, ``train_frequency`` (other keys, e.g. ``index``, are ignored).
+    Raises :class:`EmbeddingsFileError` naming the file (and the record) for anything else."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"metadata file not found: {path}")
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise EmbeddingsFileError(f"{path}: metadata is not readable JSON ({type(e).__name__}: {e})", path=path) from e
+    if not isinstance(records, list):
+        raise EmbeddingsFileError(
+            f"{path}: metadata must be a JSON list with one record per row, got {type(records).__name__}", path=path
+        )
+    for i, r in enumerate(records):
+        if not isinstance(r, dict) or not isinstance(r.get("caption"), str):
+            raise EmbeddingsFileError(
+                f"{path}: metadata record {i} has no 'caption' string: {str(r)[:120]!r}", path=path
+            )
+    for field in METADATA_FIELDS[1:]:
+        have = [field in r for r in records]
+        if any(have) and not all(have):
+            raise EmbeddingsFileError(
+                f"{path}: metadata record {have.index(False)} lacks {field!r}, which other records have "
+                "(a field is given for every record or for none)",
+                path=path,
+            )
+    if records and (("concept" in records[0]) != ("train_frequency" in records[0])):
+        raise EmbeddingsFileError(f"{path}: metadata 'concept' and 'train_frequency' come together", path=path)
+    return records
+
+
+def apply_metadata(emb: Embeddings, records: list[dict], source: str | os.PathLike) -> Embeddings:
+    """Fill ``emb``'s captions, image ids, file names and concept fields from ``records`` (one per text row).
+
+    A record's ``image_id``/``file_name``/``concept``/``train_frequency`` describe the image of its caption
+    row (``text_image_index``); two records of one image that disagree, a count that differs from the
+    rows, or one image id for two images raise :class:`EmbeddingsFileError` naming ``source`` (the metadata
+    file). Images no record points at keep their ids and file names (and then get no concept: an error when
+    the records carry concepts)."""
+    n_txt, n_img = len(emb.text), len(emb.image)
+    if len(records) != n_txt:
+        raise EmbeddingsFileError(
+            f"{source}: metadata has {len(records)} records but the embeddings have {n_txt} caption rows "
+            f"({n_img} image rows); give one record per row",
+            path=source,
+        )
+    emb.caption = np.asarray([r["caption"] for r in records], dtype=object)
+    idx = np.asarray(emb.text_image_index, dtype=np.int64)
+    if not records:
+        return emb
+    image_fields = [f for f in ("image_id", "file_name", "concept", "train_frequency") if f in records[0]]
+    per_image: dict[str, list] = {f: [None] * n_img for f in image_fields}
+    for j, r in enumerate(records):
+        i = int(idx[j])
+        if i < 0:
+            continue
+        for f in image_fields:
+            if per_image[f][i] is None:
+                per_image[f][i] = r[f]
+            elif per_image[f][i] != r[f]:
+                raise EmbeddingsFileError(
+                    f"{source}: metadata record {j} gives {f}={r[f]!r} for image row {i}, "
+                    f"an earlier record of the same image {per_image[f][i]!r}",
+                    path=source,
+                )
+    if "image_id" in per_image:
+        ids = [emb.image_id[i] if v is None else v for i, v in enumerate(per_image["image_id"])]
+        vals, counts = np.unique(np.asarray([str(x) for x in ids]), return_counts=True)
+        if (counts > 1).any():
+            raise EmbeddingsFileError(
+                f"{source}: metadata gives the same image_id to different image rows: {vals[counts > 1][:5].tolist()}",
+                path=source,
+            )
+        emb.image_id = np.asarray(ids, dtype=object if any(isinstance(x, str) for x in ids) else np.int64)
+    if "file_name" in per_image:
+        emb.image_file = np.asarray(
+            [emb.image_file[i] if v is None else str(v) for i, v in enumerate(per_image["file_name"])], dtype=object
+        )
+    if "concept" in per_image:
+        missing = [i for i, v in enumerate(per_image["concept"]) if v is None]
+        if missing:
+            raise EmbeddingsFileError(
+                f"{source}: metadata gives concepts, but image row {missing[0]} has no record (no caption row)",
+                path=source,
+            )
+        try:
+            text_freq = np.asarray([float(r["train_frequency"]) for r in records])
+            image_freq = np.asarray([float(v) for v in per_image["train_frequency"]])
+        except (TypeError, ValueError) as e:
+            raise EmbeddingsFileError(f"{source}: metadata train_frequency must be a number ({e})", path=source) from e
+        emb.text_concept = np.asarray([str(r["concept"]) for r in records], dtype=object)
+        emb.text_train_frequency = text_freq
+        emb.image_concept = np.asarray([str(v) for v in per_image["concept"]], dtype=object)
+        emb.image_train_frequency = image_freq
+    return emb
+
+
 def import_embeddings(
-    path: str | os.PathLike, *, dataset: str, model: str, logit_scale: float, policy: str = "error"
+    path: str | os.PathLike,
+    *,
+    dataset: str,
+    model: str,
+    logit_scale: float,
+    policy: str = "error",
+    metadata: str | os.PathLike | None = None,
 ) -> Embeddings:
     """Read a precomputed embeddings file into an :class:`Embeddings` with provenance attrs.
 
     ``policy`` is the dataset's ``on_bad_item`` (``"error"`` or ``"skip"``) for NaN/inf and
     zero-norm rows.  ``attrs["rejects"]`` (JSON list) and ``attrs["n_rejected"]`` hold every
     rejected item: those already listed in an imported ``.h5`` plus the rows dropped here.
-    The result passes :func:`clipgeom.h5io.validate_arrays` (checked here, naming the input file).
+    ``metadata``: a JSON file of per-row records (:func:`load_metadata`, :func:`apply_metadata`) applied
+    before the bad-row policy. The result passes :func:`clipgeom.h5io.validate_arrays` (checked here,
+    naming the input file).
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"embeddings file to import not found: {path}")
     emb = _load(path)
+    if metadata is not None:
+        emb = apply_metadata(emb, load_metadata(metadata), str(metadata))
     prior = _prior_rejects(emb.attrs)
     emb, rejects = apply_bad_row_policy(emb, policy, str(path), STAGE)
     validate_arrays(emb, str(path))
@@ -289,5 +412,8 @@ def import_embeddings(
             "on_bad_item": policy,
         }
     )
+    if metadata is not None:
+        attrs["metadata_file"] = str(metadata)
+        attrs["metadata_sha256"] = sha256_file(metadata)
     emb.attrs = attrs
     return emb

@@ -85,6 +85,42 @@ def _above_null(ratio_key: str, p_key: str, p_max: float = 0.05):
     return test
 
 
+def _frequency_test(source: str, p_max: float = 0.05):
+    """Prediction 1 on the concept_frequency stage's keys, for one frequency source (``training`` or ``proxy``).
+
+    Holds when, in both modalities, the sample-level Spearman ρ of frequency with conformity (Eq. 10) is > 0,
+    its bootstrap CI lies above 0 and the permutation p (frequencies permuted across concepts) is <= p_max;
+    fails when a modality breaks one of these; None (not applicable) when the source is another, or a
+    modality's ρ, CI or p was not computed.
+    """
+
+    def test(flat):
+        src = flat.get("concept_frequency.source")
+        if not isinstance(src, str) or not (src == source if source == "training" else src.startswith(source)):
+            return None
+        ok = True
+        for mod in ("image", "text"):
+            rho = _num(flat, f"concept_frequency.{mod}.rho_conformity")
+            p = _num(flat, f"concept_frequency.{mod}.p_permutation")
+            ci = flat.get(f"concept_frequency.{mod}.rho_conformity_ci")
+            lo = ci[0] if isinstance(ci, (list, tuple)) and len(ci) == 2 else None
+            if rho is None or p is None or not isinstance(lo, (int, float)) or not math.isfinite(lo):
+                return None
+            ok = ok and rho > 0 and lo > 0 and p <= p_max
+        return ok
+
+    return test
+
+
+_PRED1 = (
+    "Spearman ρ of frequency with exact conformity (Eq. 10) over every row of each modality, its percentile "
+    "bootstrap CI (rows resampled) and a one-sided permutation p (frequencies permuted across concepts)"
+)
+_PRED1_TEST = "both modalities: ρ > 0, bootstrap CI above 0 and permutation p <= 0.05"
+_PRED1_UNMEASURED = (
+    "the paper states Prediction 1 without measuring it (a pretrained CLIP's training data cannot be counted): "
+    "no observation of the paper's to set a run beside; the status is this run's own test"
+)
 _SVM = "5-fold CV accuracy of a linear SVM (standardised features)"
 _SHELL = "moments of ‖x~‖ over the modality's rows, x~ = v - m, with thin_shell.ddof (default 1, the paper's)"
 _REVERSE = (
@@ -330,11 +366,24 @@ def _claims() -> tuple[Claim, ...]:
             "prediction_1",
             "§6, Prediction 1",
             "common themes are embedded closer to the mean vector",
-            "concept_frequency",
-            "needs each concept's training frequency (a model trained here)",
-            test=lambda flat: None,
-            test_text="not measurable without training-set frequencies",
-            never_comparable="the training data of a pretrained CLIP cannot be counted",
+            "concept_frequency.source",
+            _PRED1 + " (the concept's frequency in the model's training set, stored with the embeddings)",
+            test=_frequency_test("training"),
+            test_text=_PRED1_TEST + "; not applicable unless concept_frequency.source is 'training'",
+            never_comparable=_PRED1_UNMEASURED,
+            paper_only=False,
+        ),
+        Claim(
+            "prediction_1_proxy",
+            "§6, Prediction 1 (a proxy)",
+            "PROXY, not Prediction 1 itself: images and captions whose words are frequent in a caption corpus "
+            "are embedded closer to the mean vector",
+            "concept_frequency.source",
+            _PRED1 + " (a word-frequency proxy: frequency in a caption corpus, not in the model's training data)",
+            test=_frequency_test("proxy"),
+            test_text=_PRED1_TEST + "; not applicable unless concept_frequency.source starts with 'proxy'",
+            never_comparable=_PRED1_UNMEASURED + "; a word-frequency proxy is not the training frequency",
+            paper_only=False,
         ),
     ]
     # --- EuCLIP Fig. 2: the cone effect around [ROOT]

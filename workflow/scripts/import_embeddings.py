@@ -1,5 +1,5 @@
-"""Import precomputed embeddings (.npz/.npy/.h5) into the project's embeddings.h5; rows left out
-(under on_bad_item: skip) are listed in rejected.csv."""
+"""Import precomputed embeddings (.npz/.npy/.h5) into the project's embeddings.h5, with the captions, ids
+and file names of an optional metadata JSON; rows left out (under on_bad_item: skip) are listed in rejected.csv."""
 
 import json
 
@@ -10,12 +10,16 @@ from clipgeom.scripting import get_job, setup_logging
 
 job = get_job(__file__)
 log = setup_logging(job)
+metadata = job.input.get("metadata")  # per-row captions, ids, file names (datasets.<name>.metadata), or none
+if metadata is not None and not isinstance(metadata, str):
+    metadata = str(metadata[0]) if len(metadata) else None
 emb = import_embeddings(
     job.input.source,
     dataset=job.wildcards.dataset,
     model=job.params.model,
     logit_scale=job.params.logit_scale,
     policy=job.params.policy,
+    metadata=metadata,
 )
 write_embeddings(job.output[0], emb)
 rejects = json.loads(emb.attrs.get("rejects", "[]"))
