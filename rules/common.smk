@@ -311,9 +311,17 @@ def made_here(c):
 
 
 def model_cfg(model):
-    """A model's config as its embedding job reads it (random or trained weights are a workflow product)."""
-    c = canonical(MODELS[model])
-    if made_here(c) and c["pretrained"] and not Path(c["pretrained"]).is_absolute():
+    """A model's config as its embedding job reads it (random or trained weights are a workflow product).
+
+    The training settings are left out: the checkpoint is an input of the embedding job, so a model
+    trained again is embedded again, and models without training keep the params they had.
+    """
+    c = canonical({k: v for k, v in MODELS[model].items() if k != "train"})
+    if (
+        made_here(MODELS[model])
+        and c["pretrained"]
+        and not Path(c["pretrained"]).is_absolute()
+    ):
         c["pretrained"] = PREFIX + c["pretrained"]
     return c
 

@@ -41,7 +41,12 @@ rule conformity:
         demo=is_demo,
         images=lambda wc: image_root(wc.dataset),
         code=script_code(
-            "conformity", "kl", "plots/conformity", "imagesource", "hashing"
+            "conformity",
+            "conformity",
+            "kl",
+            "plots/conformity",
+            "imagesource",
+            "hashing",
         ),
     script:
         "../workflow/scripts/conformity.py"
