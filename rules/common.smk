@@ -138,15 +138,16 @@ def stage_params(stage):
 
 
 def is_demo(wildcards):
-    return DATASETS[wildcards.dataset]["kind"] == "demo"
+    """Generated data (demo shapes, a synthetic world): its outputs say they are not CLIP."""
+    return DATASETS[wildcards.dataset]["kind"] in ("demo", "world")
 
 
 def sweep_threads(wildcards):
-    """Threads of alpha_sweep: 2, or 1 for a demo dataset too small for the sweep to use a second thread
+    """Threads of alpha_sweep: 2, or 1 for a generated dataset too small for the sweep to use a second thread
     (it runs serially below 2,048 pairs), so that it does not hold a core it leaves idle.
     """
     d = DATASETS[wildcards.dataset]
-    return 1 if d["kind"] == "demo" and int(d.get("n_images", 0)) < 2048 else 2
+    return 1 if d["kind"] in ("demo", "world") and int(d.get("n_images", 0)) < 2048 else 2
 
 
 def code_version(*modules):

@@ -269,7 +269,9 @@ def test_chromium_shows_a_figure_with_its_caption(report, chromium, tmp_path):
     shown = rendered(dom)
     imgs = re.findall(r'<img\b[^>]*src="data:image/png;[^",]*base64,([A-Za-z0-9+/=]{1000,})', shown)
     assert imgs, "no figure displayed in the main panel"
-    grid = report["results"][next(p for p in report["results"] if "/comparison/" in p and p.endswith("/headline_grid.png"))]
+    grid = report["results"][
+        next(p for p in report["results"] if "/comparison/" in p and p.endswith("/headline_grid.png"))
+    ]
     assert grid["data_uri"].split("base64,", 1)[1] in imgs  # the figure clicked is the one shown
     assert "Is the double ellipsoid universal?" in shown  # its caption, in the side panel
     png = screenshot(chromium, page, tmp_path / "report_figure.png")

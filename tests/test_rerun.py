@@ -32,11 +32,12 @@ DOWNSTREAM = {"summary", "compare_models", "all"}
 # Rules that produce the embeddings (and what they are made from): never rerun by a stage's change.
 EMBEDDING_RULES = {
     "make_demo_data",
+    "make_world_data",
+    "train_model_tiny-a",
     "prepare_dataset",
     "embed_shard",
     "merge_embeddings",
     "import_embeddings",
-    "random_weights_tiny-a",
     "random_weights_tiny-b",
 }
 # The rules whose code hash includes src/clipgeom/geometry.py (rules/geometry.smk).

@@ -75,10 +75,14 @@ def test_help_without_config_and_rules_defined_per_model(tmp_path):
     out = script("thin_shell", "--help", cwd=tmp_path).stdout
     assert "under config config/config.yaml (the default)" in out
     assert "dataset=coco_val2017 model=ViT-B-32-openai" in out  # the paper's setup
-    # random_weights_<model>: one rule per seeded model; --rule picks one
-    bad = script("random_weights", "--configfile", str(DEMO), "-n", cwd=tmp_path, check=False)
+    # random_weights_<model>: one rule per seeded model; --rule picks one (two seeded models here)
+    cfg = yaml.safe_load(DEMO.read_text())
+    cfg["models"]["tiny-a"] = {**cfg["models"]["tiny-b"], "init_seed": 0, "pretrained": "results/models/s0.pt"}
+    two = tmp_path / "two_seeded.yaml"
+    two.write_text(yaml.safe_dump(cfg))
+    bad = script("random_weights", "--configfile", str(two), "-n", cwd=tmp_path, check=False)
     assert bad.returncode != 0 and "random_weights_tiny-a, random_weights_tiny-b" in bad.stderr
-    job = script("random_weights", "--configfile", str(DEMO), "--rule", "random_weights_tiny-b", "-n", cwd=tmp_path)
+    job = script("random_weights", "--configfile", str(two), "--rule", "random_weights_tiny-b", "-n", cwd=tmp_path)
     assert "output: results/models/tiny-clip-seed1.pt" in job.stdout and "seed          1" in job.stdout
 
 

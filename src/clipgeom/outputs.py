@@ -20,7 +20,9 @@ import numpy as np
 from . import atomic
 
 DEMO_NOTE = (
-    "DEMO RUN: synthetic shapes embedded by a tiny randomly initialised CLIP; these numbers say nothing about CLIP."
+    "SYNTHETIC DATA: coloured shapes embedded by tiny CLIP-style models (trained here on a world with known concept "
+    "frequencies, or with random weights); not CLIP: the numbers show the method and small trained models, not "
+    "CLIP's geometry."
 )
 
 
@@ -120,7 +122,7 @@ def save_figure(fig, *paths: str | os.PathLike, demo: bool = False) -> None:
         fig.text(
             0.5,
             0.005,
-            "DEMO: tiny random model, numbers say nothing about CLIP",
+            "SYNTHETIC: coloured shapes, tiny models trained here or random; not CLIP",
             ha="center",
             va="bottom",
             fontsize=7,
