@@ -32,6 +32,7 @@ rule compare_models:
             labels={"file": "all_numbers.png"},
         ),
         all_pdf=comparison_path("all_numbers.pdf"),
+        arms=comparison_path("arms_table.csv"),
     log:
         comparison_path("logs/compare_models.log"),
     benchmark:
@@ -42,9 +43,20 @@ rule compare_models:
     params:
         pairs=[f"{d} × {m}" for d, m in analysis_pairs()],
         headline=list(HEADLINE_PATTERNS),
+        arms=canonical(
+            {
+                m: {
+                    "arm": c["arm"],
+                    "logits": (c["train"] or {}).get("logits", "cosine"),
+                }
+                for m, c in MODELS.items()
+                if c.get("arm")
+            }
+        ),
         code=code_version(
             "workflow/scripts/compare_models.py",
             "compare",
+            "arms",
             "plots/compare",
             "summary",
             "paper",

@@ -3,6 +3,7 @@ numbers and a heatmap of every numeric one."""
 
 from fnmatch import fnmatchcase
 
+from clipgeom.arms import arm_columns, arm_rows
 from clipgeom.compare import comparison_table, headline_keys, numeric_columns, write_comparison_csv
 from clipgeom.outputs import read_json, save_figure
 from clipgeom.paper import PAPER_VALUES
@@ -30,6 +31,9 @@ def main(job):
     )
     save_figure(pc.headline_grid(rows, keys, paper=PAPER_VALUES), job.output.grid_png, job.output.grid_pdf, demo=demo)
     save_figure(pc.all_numbers(rows, numeric), job.output.all_png, job.output.all_pdf, demo=demo)
+    arms = arm_rows(summaries, dict(job.params.arms))
+    write_comparison_csv(job.output.arms, arm_columns(), arms)
+    log.info("%d experiment arm(s) pooled over seeds in %s", len(arms), job.output.arms)
 
 
 main(get_job(__file__))
