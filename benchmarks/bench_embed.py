@@ -40,23 +40,27 @@ def make_images(root: Path, n: int, seed: int = 0) -> list[str]:
     return names
 
 
-def bench_model(label, arch, pretrained, model_config, root, names, captions, batch_size, workers, threads):
+def bench_model(
+    label, arch, pretrained, model_config, root, names, captions, batch_size, workers, threads, precision="fp32"
+):
     import torch
 
     from clipgeom.embed import embed_images, embed_texts, load_model
     from clipgeom.imagesource import ImageSource
 
     torch.set_num_threads(threads)
-    model, preprocess, tokenizer, info = load_model(arch, pretrained, model_config, "fp32", "auto")
+    model, preprocess, tokenizer, info = load_model(arch, pretrained, model_config, precision, "auto")
     src = ImageSource(root)
     pixels = torch.stack([preprocess(src.open(n)) for n in names])
     sink = open(os.devnull, "w")
+    from clipgeom.embed import _autocast
+
     # warm-up
-    with torch.inference_mode():
+    with torch.inference_mode(), _autocast(info["device"], info["precision"]):
         model.encode_image(pixels[:batch_size].to(info["device"]), normalize=False)
-    # model-only forward rate on preprocessed tensors
+    # model-only forward rate on preprocessed tensors (under the same autocast as the workflow)
     t0 = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), _autocast(info["device"], info["precision"]):
         for s in range(0, len(names), batch_size):
             model.encode_image(pixels[s : s + batch_size].to(info["device"]), normalize=False)
     if info["device"] == "cuda":
@@ -82,6 +86,7 @@ def bench_model(label, arch, pretrained, model_config, root, names, captions, ba
     return {
         "model": label,
         "device": info["device"],
+        "precision": info["precision"],
         "batch_size": batch_size,
         "loader_workers": workers,
         "torch_threads": threads,
@@ -101,6 +106,7 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--models", default="tiny,ViT-B-32")
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"), help="fp16/bf16 need a GPU")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     import torch
@@ -111,40 +117,27 @@ def main(argv=None):
         root = Path(tmp)
         names = make_images(root, a.n_images)
         for m in a.models.split(","):
-            if m == "tiny":
-                from clipgeom.embed import make_random_checkpoint
+            from clipgeom.embed import make_random_checkpoint
 
-                cfg = str(REPO / "config/models/tiny-clip.json")
-                ckpt = make_random_checkpoint("tiny-clip", cfg, 0, root / "tiny.pt")
-                results.append(
-                    bench_model(
-                        "tiny-clip (demo)",
-                        "tiny-clip",
-                        str(ckpt),
-                        cfg,
-                        root,
-                        names,
-                        captions,
-                        a.batch_size,
-                        a.workers,
-                        a.threads,
-                    )
+            # random weights (same compute as the pretrained ones, no download), loaded as a checkpoint file
+            arch, cfg = ("tiny-clip", str(REPO / "config/models/tiny-clip.json")) if m == "tiny" else (m, None)
+            ckpt = make_random_checkpoint(arch, cfg, 0, root / f"{arch}.pt")
+            label = "tiny-clip (demo)" if m == "tiny" else f"{m} (random weights)"
+            results.append(
+                bench_model(
+                    f"{label}, {a.precision}",
+                    arch,
+                    str(ckpt),
+                    cfg,
+                    root,
+                    names,
+                    captions,
+                    a.batch_size,
+                    a.workers,
+                    a.threads,
+                    a.precision,
                 )
-            else:
-                results.append(
-                    bench_model(
-                        f"{m} (random weights)",
-                        m,
-                        None,
-                        None,
-                        root,
-                        names,
-                        captions,
-                        a.batch_size,
-                        a.workers,
-                        a.threads,
-                    )
-                )
+            )
             print(json.dumps(results[-1]), file=sys.stderr)
     out = {
         "benchmark": "embed",
