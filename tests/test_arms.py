@@ -58,3 +58,11 @@ def test_arm_rows_pool_seeds_in_the_arms_own_geometry():
     assert rows["cos/zipf"]["models"] == "c0 c1" and rows["cos/zipf"]["n_models"] == 2
     assert math.isnan(rows["cos/zipf"]["rho_text"])  # absent in every summary
     assert set(arm_columns()) >= set(rows["cos/zipf"])
+
+
+def test_arms_markdown_cells():
+    from clipgeom.arms import arms_markdown
+
+    rows = [{"arm": "a", "n_models": 3, "x": 0.123, "x_ci_low": 0.1, "x_ci_high": 0.15, "y": float("nan")}]
+    md = arms_markdown(rows, ["x", "y"])
+    assert md.splitlines()[2] == "| a | 3 | 0.12 [0.10, 0.15] | — |"

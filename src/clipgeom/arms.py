@@ -102,3 +102,23 @@ def arm_columns() -> list[str]:
     for name, _ in ARM_METRICS:
         cols += [name, f"{name}_ci_low", f"{name}_ci_high"]
     return cols + ["estimator"]
+
+
+def arms_markdown(rows: Sequence[Mapping], metrics: Sequence[str], digits: int = 2) -> str:
+    """A Markdown table of ``rows`` (from :func:`arm_rows`): one line per arm, each metric as
+    ``mean [low, high]`` (the 95% t-interval over seeds)."""
+
+    def cell(r, name):
+        m, lo, hi = r.get(name), r.get(f"{name}_ci_low"), r.get(f"{name}_ci_high")
+        if m is None or not math.isfinite(m):
+            return "—"
+        if lo is None or not math.isfinite(lo):
+            return f"{m:.{digits}f}"
+        return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+    head = "| arm | n | " + " | ".join(metrics) + " |"
+    sep = "|---|---|" + "---|" * len(metrics)
+    lines = [head, sep]
+    for r in rows:
+        lines.append(f"| {r['arm']} | {r['n_models']} | " + " | ".join(cell(r, m) for m in metrics) + " |")
+    return "\n".join(lines)
