@@ -41,7 +41,6 @@ import logging
 import math
 import os
 import re
-import shutil
 import urllib.request
 import zipfile
 from collections import Counter, OrderedDict
@@ -690,22 +689,147 @@ def shard_slice(n: int, shard: int, n_shards: int) -> slice:
 
 
 # ----------------------------------------------------------------------------- download
-def download(url: str, dest: str | os.PathLike, what: str) -> Path:
-    """Fetch ``url`` to ``dest`` (temporary name, renamed when complete)."""
+# COCO publishes no checksums for its archives. These sizes and sha256 digests are the ones that other projects'
+# download code records for the official files (torchvision's prototype COCO dataset and several others agree);
+# they could not be checked against a download here (no network). Every download is checked against them, and so
+# is an archive already on disk before it is reused. An archive of another name (a mirror, another release) is
+# checked against the size and sha256 recorded beside it at its first download: <archive>.sha256.json.
+KNOWN_ARCHIVES = {
+    "val2017.zip": (815_585_330, "4f7e2ccb2866ec5041993c9cf2a952bbed69647b115d0f74da7ce8f4bef82f05"),
+    "annotations_trainval2017.zip": (
+        252_907_541,
+        "113a836d90195ee1f884e704da6304dfaaecff1f023f49b6ca93c4aaae470268",
+    ),
+}
+_DOWNLOAD_CHUNK = 1 << 22
+
+
+class _Counted:
+    """A binary reader that counts (and progress-reports) what passes through it, copying it to ``out``."""
+
+    def __init__(self, src, bar, out=None):
+        self.src, self.bar, self.out, self.n = src, bar, out, 0
+
+    def read(self, size: int = -1) -> bytes:
+        block = self.src.read(size)
+        if block:
+            if self.out is not None:
+                self.out.write(block)
+            self.n += len(block)
+            self.bar.update(len(block))
+        return block
+
+
+def checksum_sidecar(path: str | os.PathLike) -> Path:
+    """Where the size and sha256 of a downloaded archive are recorded: ``<archive>.sha256.json`` beside it."""
+    path = Path(path)
+    return path.with_name(path.name + ".sha256.json")
+
+
+def expected_checksum(path: str | os.PathLike) -> tuple[int, str, str] | None:
+    """``(bytes, sha256, where from)`` the archive ``path`` must have: :data:`KNOWN_ARCHIVES` by file name,
+    else its sidecar (:func:`checksum_sidecar`), else None (nothing known yet)."""
+    path = Path(path)
+    if path.name in KNOWN_ARCHIVES:
+        size, sha = KNOWN_ARCHIVES[path.name]
+        return size, sha, f"the known checksum of COCO's {path.name}"
+    side = checksum_sidecar(path)
+    if side.is_file():
+        try:
+            rec = json.loads(side.read_text())
+            return int(rec["bytes"]), str(rec["sha256"]), f"{side} (recorded at its first download)"
+        except (ValueError, KeyError, TypeError) as e:
+            raise DataError(f"{side}: unreadable checksum record ({e}); delete it to record it anew") from None
+    return None
+
+
+def _check_archive(path: Path, size: int, sha: str, what: str, want, url: str | None = None) -> None:
+    if want is None or (size, sha) == (want[0], want[1]):
+        return
+    got = f"{size:,} bytes, sha256 {sha}"
+    exp = f"{want[0]:,} bytes, sha256 {want[1]}"
+    if url is not None:
+        raise DataError(
+            f"{path}: the {what} downloaded from {url} is not the expected file: got {got}, expected {exp} "
+            f"({want[2]}). Nothing was kept; run again, or download it elsewhere and put it at {path}."
+        )
+    raise DataError(
+        f"{path}: this {what} does not match its checksum: got {got}, expected {exp} ({want[2]}). "
+        "The file is damaged or another release: delete it to download it again."
+    )
+
+
+def _record(path: Path, url: str, size: int, sha: str, source: str) -> None:
+    side = checksum_sidecar(path)
+    if not side.exists():
+        rec = {"file": path.name, "url": url, "bytes": size, "sha256": sha, "source": source}
+        tmp = side.with_name(side.name + ".part")
+        tmp.write_text(json.dumps(rec, indent=2) + "\n")
+        os.replace(tmp, side)
+
+
+def download(url: str, dest: str | os.PathLike, what: str, progress=None) -> Path:
+    """Fetch ``url`` to ``dest`` (temporary name, renamed when complete) and check its size and sha256.
+
+    The expected values are :data:`KNOWN_ARCHIVES` (COCO publishes none: see there) or, for another file
+    name, those recorded at its first download (:func:`checksum_sidecar`); a file already at ``dest`` is
+    checked the same way and reused instead of fetched again. A mismatch is a :class:`DataError` naming the
+    file; a downloaded file that fails is not kept. Progress lines (bytes, rate, ETA) go to ``progress``
+    (default: the job's log).
+    """
+    from .hashing import sha256_stream
+    from .progress import Progress
+
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    want = expected_checksum(dest)
+    if dest.exists():
+        with open(dest, "rb") as fh:
+            bar = Progress(dest.stat().st_size, f"sha256 of {dest.name} (already here)", "B", progress)
+            reader = _Counted(fh, bar)
+            sha = sha256_stream(reader, _DOWNLOAD_CHUNK)
+            bar.close()
+        _check_archive(dest, reader.n, sha, what, want)
+        _record(dest, url, reader.n, sha, "found on disk before any download: recorded, not verified")
+        log.info("reusing %s (%d bytes, sha256 %s; %s)", dest, reader.n, sha, want[2] if want else "recorded now")
+        return dest
     tmp = dest.with_name(dest.name + ".part")
     log.info("downloading %s from %s to %s", what, url, dest)
     try:
         with urllib.request.urlopen(url, timeout=60) as r, open(tmp, "wb") as fh:
-            shutil.copyfileobj(r, fh, length=1 << 22)
+            length = r.headers.get("Content-Length")
+            length = int(length) if length and length.isdigit() else None
+            bar = Progress(
+                length if length is not None else (want[0] if want else None), f"download {dest.name}", "B", progress
+            )
+            reader = _Counted(r, bar, out=fh)
+            sha = sha256_stream(reader, _DOWNLOAD_CHUNK)
+            bar.close()
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise DataError(
             f"could not download {what} from {url} ({e}). Without network, download it elsewhere "
             f"and put it at {dest} (or point the dataset's config at your copy)."
         ) from None
+    if length is not None and reader.n != length:
+        tmp.unlink(missing_ok=True)
+        raise DataError(
+            f"{dest}: the download of {what} from {url} stopped at {reader.n:,} of {length:,} bytes; run again"
+        )
+    try:
+        _check_archive(dest, reader.n, sha, what, want, url=url)
+    except DataError:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, dest)
+    _record(dest, url, reader.n, sha, want[2] if want else "first download")
+    log.info(
+        "downloaded %s: %d bytes, sha256 %s (%s)",
+        dest,
+        reader.n,
+        sha,
+        "checked against " + want[2] if want else "recorded",
+    )
     return dest
 
 

@@ -19,8 +19,6 @@ import json
 import logging
 import os
 import platform
-import sys
-import time
 from pathlib import Path
 
 import h5py
@@ -31,6 +29,7 @@ from .data import manifest_checksum, shard_slice
 from .h5io import Embeddings, attr_value, bad_rows, write_embeddings
 from .hashing import sha256_file, sha256_hex
 from .imagesource import BadImageError, ImageSource
+from .progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -327,28 +326,6 @@ def _collate(batch):
     return pixels, [b[1] for b in good], [b[2] for b in good], [(b[1], b[3]) for b in batch if b[3]]
 
 
-class _Rate:
-    """A tqdm progress bar in the log with items/s."""
-
-    def __init__(self, total: int, unit: str, stream):
-        from tqdm import tqdm
-
-        self.bar = tqdm(
-            total=total, unit=unit, file=stream, mininterval=2.0, dynamic_ncols=False, ascii=True, desc=f"embed {unit}s"
-        )
-        self.t0 = time.perf_counter()
-        self.n = 0
-
-    def update(self, k: int):
-        self.n += k
-        self.bar.update(k)
-
-    def close(self) -> float:
-        self.bar.close()
-        dt = time.perf_counter() - self.t0
-        return self.n / dt if dt > 0 else float("nan")
-
-
 def _autocast(device: str, precision: str):
     import contextlib
 
@@ -379,7 +356,7 @@ def embed_images(
         prefetch_factor=4 if workers else None,
     )
     out, kept, shas, rejects = [], [], [], []
-    bar = _Rate(len(ds), "image", progress or sys.stderr)
+    bar = Progress(len(ds), "embed images", "images", progress)
     with torch.inference_mode(), _autocast(info["device"], info["precision"]):
         for pixels, brows, bshas, brej in loader:
             rejects.extend(brej)
@@ -400,7 +377,7 @@ def embed_texts(model, tokenizer, info, captions: list[str], *, batch_size=256, 
     import torch
 
     out = []
-    bar = _Rate(len(captions), "text", progress or sys.stderr)
+    bar = Progress(len(captions), "embed texts", "texts", progress)
     with torch.inference_mode(), _autocast(info["device"], info["precision"]):
         for s in range(0, len(captions), batch_size):
             tokens = tokenizer(captions[s : s + batch_size]).to(info["device"])
@@ -611,7 +588,7 @@ def _read_shard(p: Path) -> dict:
     return out
 
 
-def merge_shards(manifest: dict, shard_paths: list, out_path) -> Embeddings:
+def merge_shards(manifest: dict, shard_paths: list, out_path, progress=None) -> Embeddings:
     """Check and concatenate the shards of one dataset x model into the embeddings file.
 
     Each shard is verified against its ``content_sha256``; an unreadable, truncated or edited
@@ -621,6 +598,7 @@ def merge_shards(manifest: dict, shard_paths: list, out_path) -> Embeddings:
     ``prepare_dataset``), images that failed to decode (``embed_shard``) and rows dropped here
     (``merge_embeddings``); ``attrs["n_rejected"]`` is their count.  If every image or every
     caption of the manifest is rejected, nothing is written and MergeError is raised.
+    ``progress``: the stream for progress lines (default: the job's log, :class:`clipgeom.progress.Progress`).
     """
     if not shard_paths:
         raise MergeError("no shards given")
@@ -628,6 +606,7 @@ def merge_shards(manifest: dict, shard_paths: list, out_path) -> Embeddings:
     first = None
     img_parts, img_rows, shas, txt_parts, txt_rows, rejects = [], [], [], [], [], []
     expected_img = expected_txt = 0
+    bar = Progress(len(shard_paths), "merge: read and verify shards", "shards", progress)
     for p in shard_paths:
         p = Path(p)
         if not p.exists():
@@ -662,6 +641,8 @@ def merge_shards(manifest: dict, shard_paths: list, out_path) -> Embeddings:
         txt_parts.append(sh["text"])
         txt_rows.append(sh["text_row"])
         rejects.extend(dict(r, stage=r.get("stage", "embed_shard")) for r in json.loads(attrs["rejects"]))
+        bar.update(1)
+    bar.close()
     if manifest_checksum(manifest) != first[1]["manifest_checksum"]:
         raise MergeError(f"shards were embedded from a different manifest than {manifest['dataset']}'s current one")
     images, captions = manifest["images"], manifest["captions"]

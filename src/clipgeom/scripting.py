@@ -19,9 +19,10 @@ schema defaults; ``--help`` lists the names a rule takes)::
             features_png=/tmp/ts/f.png features_pdf=/tmp/ts/f.pdf norms_png=/tmp/ts/n.png norms_pdf=/tmp/ts/n.pdf \\
         --params '{"p": {"hist_bins": 30}, "demo": true}'
 
-Logging goes to the rule's log file (and stderr). An exception that ends the script is
-written to the log too — its message first, then the traceback — so that the log Snakemake
-points at after a failure (the only output left on a cluster) holds the error.
+Logging goes to the rule's log file (under Snakemake there only; run by hand, to stderr too:
+:func:`setup_logging`). An exception that ends the script is written to the log too — its
+message first, then the traceback — so that the log Snakemake points at after a failure (the
+only output left on a cluster) holds the error.
 """
 
 from __future__ import annotations
@@ -414,23 +415,43 @@ def _help_text(script: Path, prog: str, a, doc: str | None) -> tuple[str, str]:
 
 
 def setup_logging(job, name: str = "clipgeom") -> logging.Logger:
-    """Log to the job's log file (first log entry) and to stderr."""
-    handlers = [logging.StreamHandler(sys.stderr)]
+    """Log to the job's log file (its first log entry); to stderr only where nobody reads that file live.
+
+    - Under Snakemake with a log file: the file only. The terminal shows Snakemake's own job lines, not
+      every job's messages interleaved; a failed job's log holds the error and its traceback
+      (:func:`_log_uncaught`), and Snakemake names that file (``--show-failed-logs`` prints it).
+    - Run by hand (``python workflow/scripts/<rule>.py ...``, or with ``mock_snakemake``): the log file, if
+      the job has one, and stderr.
+    - Without a log file: stderr.
+
+    Python warnings go the same way (``logging.captureWarnings``).
+    """
     logs = list(job.log) if job.log else []
+    handlers: list[logging.Handler] = []
     if logs:
         handlers.append(logging.FileHandler(str(logs[0]), mode="w"))
+    if not logs or not _under_snakemake():
+        handlers.append(logging.StreamHandler(sys.stderr))
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         handlers=handlers,
         force=True,
     )
+    logging.captureWarnings(True)
     sys.excepthook = _log_uncaught
     return logging.getLogger(name)
 
 
+def _under_snakemake() -> bool:
+    """Whether this process is a Snakemake ``script:`` job: Snakemake's preamble defines ``__real_file__``
+    in the script's namespace (a script run by hand, or through ``runpy`` with ``mock_snakemake``, has none)."""
+    main = sys.modules.get("__main__")
+    return main is not None and "__real_file__" in vars(main)
+
+
 def _log_uncaught(exc_type, exc, tb) -> None:
-    """sys.excepthook: the error's message and traceback into the job's log (and stderr)."""
+    """sys.excepthook: the error's message and traceback into the job's log (and stderr, run by hand)."""
     log = logging.getLogger("clipgeom")
     if issubclass(exc_type, KeyboardInterrupt):
         log.error("interrupted")

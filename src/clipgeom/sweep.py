@@ -179,6 +179,7 @@ def sweep_pair_terms(
     text_to_image: bool = True,
     two_exp: str | bool = "auto",
     kernel: str = "auto",
+    progress=None,
 ) -> dict:
     """The alpha sweep of Eq. 9 for every geometry and shifted modality at once: ``{(geometry, shift): PairTerms}``.
 
@@ -200,6 +201,9 @@ def sweep_pair_terms(
     ``kernel``: on CPU in float32 the per-alpha work of a block runs in one fused compiled loop
     (:mod:`clipgeom.sweep_kernel`, numba) instead of ~9 torch passes; ``"torch"`` forces the torch ops
     (the GPU path), ``"fused"`` requires the kernel. Both give the same values to float32 rounding.
+
+    ``progress``: called with the number of rows after each row block (every geometry, shift and alpha of
+    the block done), e.g. :meth:`clipgeom.progress.Progress.update`.
     """
     from clipgeom.threads import torch as _import_torch
 
@@ -241,6 +245,7 @@ def sweep_pair_terms(
                 two_exp,
                 fused,
                 n_threads,
+                progress,
             )
     finally:
         torch.set_num_threads(old_threads)
@@ -262,6 +267,7 @@ def _sweep(
     two_exp="auto",
     fused=False,
     n_threads=1,
+    progress=None,
 ):
     f64 = torch.float64
     x64 = torch.as_tensor(np.asarray(image, np.float64), device=dev)
@@ -383,6 +389,8 @@ def _sweep(
                 st["colsum"][a].mul_(torch.exp(fr - new_fr)).add_(cs * torch.exp(rb - new_fr))
                 st["frame"][a] = new_fr
         del get
+        if progress is not None:
+            progress(j1 - j0)
     del buf, buf2
 
     # Column sums can lose terms to underflow only where the column lies far below the frame; such

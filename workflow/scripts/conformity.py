@@ -10,7 +10,8 @@ from clipgeom import conformity as cf
 from clipgeom.h5io import check_rows_vary, count_rows, iter_embedding_chunks, read_embeddings
 from clipgeom.outputs import save_figure, write_csv, write_metrics
 from clipgeom.plots import conformity as pc
-from clipgeom.scripting import get_job, setup_logging
+from clipgeom.progress import Progress
+from clipgeom.scripting import get_job, log_stream, setup_logging
 
 EMPTY = {
     "pearson": None,
@@ -47,14 +48,18 @@ def main(job):
         "estimated_conformity": [],
         "cos_to_mean": [],
     }
+    shapes = {mod: count_rows(path, mod) for mod in ("image", "text")}
+    bar = Progress(  # two streamed passes per modality (Eq. 10 needs the unit-vector sum first)
+        2 * sum(n for n, _ in shapes.values() if n >= 2), "conformity: rows read", "rows", log_stream(job)
+    )
     for mod in ("image", "text"):
-        n, d = count_rows(path, mod)
+        n, d = shapes[mod]
         if n < 2:
             log.warning("%s: %d row(s); conformity needs at least 2, skipped", mod, n)
             summary[mod] = dict(EMPTY)
             details["modalities"][mod] = {"n": n, "skipped": "fewer than 2 rows"}
             continue
-        src = lambda mod=mod: iter_embedding_chunks(path, mod, p["chunk_rows"])  # noqa: E731
+        src = lambda mod=mod: bar.iterate(iter_embedding_chunks(path, mod, p["chunk_rows"]))  # noqa: E731
         conf, cos_m, sums = cf.conformity_and_cosine(src)
         fit = cf.fit_estimated_conformity(conf, cos_m)
         est = fit.predict(cos_m)
@@ -122,6 +127,7 @@ def main(job):
             "pearson": fit.pearson,
             "n": n,
         }
+    bar.close()
 
     write_csv(job.output.values, rows)
     save_figure(pc.scatter_exact_vs_estimated(panels), job.output.scatter_png, job.output.scatter_pdf, demo=demo)

@@ -9,7 +9,8 @@ from clipgeom.h5io import check_rows_vary, count_rows, iter_embedding_chunks
 from clipgeom.kl import histogram_probs, sample_histogram_kl, shared_bins
 from clipgeom.outputs import save_figure, write_csv, write_metrics
 from clipgeom.plots import conformity as pc
-from clipgeom.scripting import get_job, setup_logging
+from clipgeom.progress import Progress
+from clipgeom.scripting import get_job, log_stream, setup_logging
 
 
 def main(job):
@@ -63,6 +64,9 @@ def main(job):
         )
         return
 
+    # rows read: two passes for the text conformity, two for the image's, two for the shifted image sets
+    bar = Progress(2 * counts["text"] + 4 * counts["image"], "kl_matching: rows read", "rows", log_stream(job))
+    src = {mod: (lambda f=f: bar.iterate(f())) for mod, f in src.items()}
     text_conf = cf.conformity(src["text"])
     image_conf, _, image_sums = cf.conformity_and_cosine(src["image"])
     m_i = image_sums.mean
@@ -75,6 +79,7 @@ def main(job):
         alphas[-1],
     )
     image_by_alpha = cf.shifted_conformity(src["image"], alphas, m_i)
+    bar.close()
     kl = cf.kl_curve(image_by_alpha, text_conf, p["bins"], p["pseudocount"])
     kl_zero = sample_histogram_kl(image_conf, text_conf, p["bins"], p["pseudocount"])
     best = int(np.argmin(kl))

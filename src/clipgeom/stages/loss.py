@@ -74,12 +74,14 @@ def alpha_sweep(
     device: str = "cpu",
     dtype: str = "float32",
     text_to_image: bool = True,
+    progress=None,
 ) -> tuple[dict, dict]:
     """Eqs. 7-9 over an alpha grid for every geometry and shifted modality, pooled over ``batches``.
 
     ``image``/``text`` are the paired raw rows (pair j = row j of each); ``batches`` lists row indices
     (default: one batch of all rows). Returns ``(curves, info)`` with ``curves[(geometry, shift)]`` as in
-    :func:`curves_from_terms`.
+    :func:`curves_from_terms`. ``progress``: called with the number of rows after each row block of each
+    batch (:func:`clipgeom.sweep.sweep_pair_terms`).
     """
     image = np.asarray(image)
     text = np.asarray(text)
@@ -100,6 +102,7 @@ def alpha_sweep(
             device=device,
             dtype=dtype,
             text_to_image=text_to_image or correct_by != "image_to_text",
+            progress=progress,
         )
         for k, t in res.items():
             terms[k].append(t)
@@ -153,12 +156,16 @@ def _resolve_device(device: str) -> str:
     return device
 
 
-def compute_alpha_sweep(path, p: dict, log=None, threads: int | None = None) -> SweepResult:
-    """The alpha_sweep stage on one embeddings file (settings ``p`` = ``stages.alpha_sweep``)."""
+def compute_alpha_sweep(path, p: dict, log=None, threads: int | None = None, progress=None) -> SweepResult:
+    """The alpha_sweep stage on one embeddings file (settings ``p`` = ``stages.alpha_sweep``).
+
+    Progress lines (rows of the batches swept, rate, ETA) go to ``progress`` (a stream; default the job's log,
+    :class:`clipgeom.progress.Progress`)."""
     import logging
     import time
 
     from clipgeom.h5io import read_embeddings
+    from clipgeom.progress import Progress
 
     log = log or logging.getLogger("clipgeom.loss")
     emb = read_embeddings(path)
@@ -200,6 +207,12 @@ def compute_alpha_sweep(path, p: dict, log=None, threads: int | None = None) -> 
         device,
     )
     t0 = time.perf_counter()
+    bar = Progress(
+        sum(len(b) for b in batches),
+        f"alpha sweep ({len(geometries)} geometries x {len(SHIFTS)} shifts x {len(alphas)} alphas per row)",
+        "rows",
+        progress,
+    )
     curves, info = alpha_sweep(
         emb.image[img_rows],
         emb.text[txt_rows],
@@ -216,7 +229,9 @@ def compute_alpha_sweep(path, p: dict, log=None, threads: int | None = None) -> 
         device=device,
         dtype=p.get("dtype", "float32"),
         text_to_image=text_to_image,
+        progress=bar.update,
     )
+    bar.close()
     elapsed = time.perf_counter() - t0
     if info["fallback_columns"]:
         log.warning(
