@@ -177,7 +177,7 @@ def test_demo_note_and_figures_closed(tmp_path):
     save_figure(fig, tmp_path / "f.png", tmp_path / "f.pdf", demo=True)
     assert fig.number not in plt.get_fignums()
     assert set(plt.get_fignums()) == before
-    assert any(t.get_text().startswith("DEMO:") for t in fig.texts)
+    assert any(t.get_text().startswith("SYNTHETIC:") for t in fig.texts)
     # the demo note at the bottom edge is inside the image: red ink in the bottom rows
     a = np.asarray(Image.open(tmp_path / "f.png").convert("RGB")).astype(int)
     bottom = a[-40:]
@@ -246,7 +246,9 @@ def test_hist_is_one_patch_per_series_with_bar_limits(which):
         assert patch.get_path().vertices[:, 1].max() == pytest.approx(h)
         assert patch.get_alpha() == 0.5 and patch.get_fill()
     handles, labels = ax.get_legend_handles_labels()
-    assert labels == ["image", "text"]
+    assert labels[:2] == ["image", "text"]
+    if which == "odd":  # the ODD = 1 line has its own legend entry
+        assert labels[2].startswith("ODD = 1") and len(labels) == 3
     plt.close(ref)
     plt.close(fig)
 

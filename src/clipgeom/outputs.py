@@ -118,15 +118,18 @@ def save_figure(fig, *paths: str | os.PathLike, demo: bool = False) -> None:
     """
     import matplotlib as mpl
 
-    if demo:
+    if demo:  # 3 pt below the figure's lower edge, clear of its axis labels; the saved crop grows to hold it
+        from matplotlib.transforms import ScaledTranslation
+
         fig.text(
             0.5,
-            0.005,
+            0.0,
             "SYNTHETIC: coloured shapes, tiny models trained here or random; not CLIP",
             ha="center",
-            va="bottom",
-            fontsize=7,
+            va="top",
+            fontsize=8,
             color="firebrick",
+            transform=fig.transFigure + ScaledTranslation(0, -3 / 72, fig.dpi_scale_trans),
         )
     try:
         _freeze_layout(fig)

@@ -130,7 +130,9 @@ def main(job):
     bar.close()
 
     write_csv(job.output.values, rows)
-    save_figure(pc.scatter_exact_vs_estimated(panels), job.output.scatter_png, job.output.scatter_pdf, demo=demo)
+    dataset, model = job.wildcards.get("dataset"), job.wildcards.get("model")
+    label = f"({dataset} × {model})" if dataset else ""
+    save_figure(pc.scatter_exact_vs_estimated(panels, label), job.output.scatter_png, job.output.scatter_pdf, demo=demo)
 
     def items(mod, which, thumbs=None):
         if mod not in extremes:
@@ -154,9 +156,9 @@ def main(job):
         }
     else:
         most_img, least_img = [], []
-    save_figure(pc.extremes_images(most_img, least_img), job.output.images_png, job.output.images_pdf, demo=demo)
+    save_figure(pc.extremes_images(most_img, least_img, label), job.output.images_png, job.output.images_pdf, demo=demo)
     save_figure(
-        pc.extremes_captions(items("text", "most"), items("text", "least")),
+        pc.extremes_captions(items("text", "most"), items("text", "least"), label),
         job.output.captions_png,
         job.output.captions_pdf,
         demo=demo,

@@ -100,10 +100,16 @@ def main(job):
         },
     )
     edges = shared_bins(image_conf, text_conf, bins=p["bins"])
+    label = f"({wc['dataset']} × {wc['model']})" if wc["dataset"] else ""
     save_figure(
-        pc.distributions(image_conf, text_conf, edges, kl_zero), job.output.dist_png, job.output.dist_pdf, demo=demo
+        pc.distributions(image_conf, text_conf, edges, kl_zero, label=label),
+        job.output.dist_png,
+        job.output.dist_pdf,
+        demo=demo,
     )
-    save_figure(pc.kl_curve(alphas, kl, float(alphas[best])), job.output.curve_png, job.output.curve_pdf, demo=demo)
+    save_figure(
+        pc.kl_curve(alphas, kl, float(alphas[best]), label=label), job.output.curve_png, job.output.curve_pdf, demo=demo
+    )
     summary = {"kl_at_zero": kl_zero, "argmin_alpha": float(alphas[best]), "min_kl": float(kl[best])}
     details = {
         "estimator": estimator,

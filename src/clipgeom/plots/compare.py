@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..compare import is_number
+from . import style
 
 MARKERS = "os^Dv<>pPX*h"
 
@@ -21,6 +22,7 @@ MARKERS = "os^Dv<>pPX*h"
 def _plt():
     import matplotlib.pyplot as plt
 
+    style.apply()
     return plt
 
 
@@ -56,15 +58,19 @@ def headline_grid(
     models = _order([str(r["model"]) for r in rows])
     datasets = _order([str(r["dataset"]) for r in rows])
     if not keys:
-        fig, ax = plt.subplots(figsize=(6, 2))
-        ax.axis("off")
-        ax.text(0.5, 0.5, "no numeric headline key found in any summary.json", ha="center", va="center")
+        fig, axes = style.subplots(width=5.0, height=1.4)
+        axes[0, 0].axis("off")
+        axes[0, 0].text(0.5, 0.5, "no numeric headline key found in any summary.json", ha="center", va="center")
         return fig
-    ncols = max(1, min(ncols, len(keys)))
+    # panels that fit the page: as many columns of at least 2.2 in as the page holds (at most ``ncols``)
+    width = max(2.2, 0.35 * len(models) + 1.1)
+    ncols = max(1, min(ncols, len(keys), int(style.PAGE_WIDTH // width)))
     nrows = math.ceil(len(keys) / ncols)
-    width = max(3.2, 0.55 * len(models) + 1.6)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, 2.9 * nrows + 0.6), squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = style.subplots(nrows, ncols, height=2.1 * nrows + 0.7)
+    from matplotlib.colors import to_hex
+
+    modality = {to_hex(c) for c in style.MODALITY.values()}  # datasets are not modalities: neither colour
+    colors = [c for c in plt.rcParams["axes.prop_cycle"].by_key()["color"] if to_hex(c) not in modality]
     x = np.arange(len(models))
     for i, key in enumerate(keys):
         ax = axes[i // ncols][i % ncols]
@@ -83,7 +89,7 @@ def headline_grid(
                 MARKERS[j % len(MARKERS)],
                 color=colors[j % len(colors)],
                 label=ds,
-                markersize=6,
+                markersize=5,
                 linestyle="none",
             )
             for xv, yv in zip(xs, ys, strict=False):
@@ -91,18 +97,19 @@ def headline_grid(
                     _fmt(yv),
                     (xv + off, yv),
                     textcoords="offset points",
-                    fontsize=6.5,
-                    xytext=(5, 4) if j % 2 == 0 else (5, -10),
+                    fontsize=8,
+                    xytext=(5, 3) if j % 2 == 0 else (5, -9),
                 )
         pv = paper.get(key)
         if is_number(pv):
             ax.axhline(float(pv), color="0.3", linestyle="--", linewidth=0.9, label="paper (COCO, ViT-B/32)")
-        ax.set_title(key, fontsize=8.5)
+        head, _, leaf = key.rpartition(".")
+        ax.set_title(head or key, fontsize=8)
+        ax.set_ylabel(leaf if head else "value", fontsize=8)
         ax.set_xticks(x)
-        ax.set_xticklabels(models, rotation=30, ha="right", fontsize=7.5)
+        ax.set_xticklabels(models, rotation=30, ha="right")
         ax.set_xlim(-0.6, len(models) - 0.4)
-        ax.tick_params(axis="y", labelsize=7.5)
-        ax.margins(y=0.18)
+        ax.margins(y=0.22)
         ax.grid(axis="y", alpha=0.3)
     for k in range(len(keys), nrows * ncols):
         axes[k // ncols][k % ncols].axis("off")
@@ -112,17 +119,11 @@ def headline_grid(
             if lab not in handles:
                 handles[lab] = h
                 labels.append(lab)
-    if handles:
-        fig.legend(
-            [handles[lab] for lab in labels],
-            labels,
-            loc="upper right",
-            fontsize=8,
-            frameon=False,
-            ncol=min(len(labels), 4),
-        )
-    fig.suptitle(title, fontsize=11, x=0.01, ha="left")
-    fig.tight_layout(rect=(0, 0.02, 1, 0.95))
+    if handles:  # in the first unused panel, else in the last panel
+        spare = [axes[k // ncols][k % ncols] for k in range(len(keys), nrows * ncols)]
+        where = spare[0] if spare else axes.flat[len(keys) - 1]
+        where.legend([handles[lab] for lab in labels], labels, loc="center" if spare else "best", title="dataset")
+    style.suptitle(fig, title)
     return fig
 
 
@@ -135,9 +136,9 @@ def all_numbers(
     plt = _plt()
     labels = [f"{r['dataset']} × {r['model']}" for r in rows]
     if not keys or not rows:
-        fig, ax = plt.subplots(figsize=(6, 2))
-        ax.axis("off")
-        ax.text(0.5, 0.5, "no numeric headline key found in any summary.json", ha="center", va="center")
+        fig, axes = style.subplots(width=5.0, height=1.4)
+        axes[0, 0].axis("off")
+        axes[0, 0].text(0.5, 0.5, "no numeric headline key found in any summary.json", ha="center", va="center")
         return fig
     vals = np.array([[float(r[k]) if is_number(r.get(k)) else np.nan for r in rows] for k in keys])
     scaled = np.full_like(vals, np.nan)
@@ -147,9 +148,11 @@ def all_numbers(
             continue
         lo, hi = row[ok].min(), row[ok].max()
         scaled[i, ok] = 0.5 if hi == lo else (row[ok] - lo) / (hi - lo)
-    h = 0.24 * len(keys) + 1.6
-    w = max(6.0, 1.25 * len(rows) + 4.2)
-    fig, ax = plt.subplots(figsize=(w, h))
+    h = 0.2 * len(keys) + 1.6
+    # the key names take about 2.6 in at 8 pt; the columns share what is left of the page (0.62 in at least)
+    w = min(style.PAGE_WIDTH, 2.9 + 0.85 * len(rows)) if len(rows) <= 6 else 2.9 + 0.62 * len(rows)
+    fig, axes = style.subplots(width=w, height=h)
+    ax = axes[0, 0]
     cmap = plt.get_cmap("viridis").with_extremes(bad="0.9")
     ax.imshow(np.ma.masked_invalid(scaled), aspect="auto", cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
     for i in range(len(keys)):
@@ -162,14 +165,13 @@ def all_numbers(
                 _fmt(v) if np.isfinite(v) else "–",
                 ha="center",
                 va="center",
-                fontsize=6.5,
+                fontsize=8,
                 color="white" if np.isfinite(s) and s < 0.55 else "black",
             )
     ax.set_yticks(range(len(keys)))
-    ax.set_yticklabels(keys, fontsize=7)
+    ax.set_yticklabels(keys)
     ax.set_xticks(range(len(rows)))
-    ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=7.5)
+    ax.set_xticklabels([lab.replace(" × ", " ×\n") for lab in labels], rotation=0)
     ax.xaxis.tick_top()
-    ax.set_title(title, fontsize=10, pad=38 if len(rows) > 1 else 20)
-    fig.tight_layout()
+    style.suptitle(fig, title)
     return fig

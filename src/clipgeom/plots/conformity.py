@@ -9,7 +9,11 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-MOD_COLOR = {"image": "tab:blue", "text": "tab:orange"}
+from clipgeom.plots import style
+
+MOD_COLOR = style.MODALITY
+#: colours of external sets and other series that are not modalities (no blue, no orange)
+SET_COLORS = ("tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:red", "tab:gray")
 # Filled histograms: histtype="stepfilled" (one polygon per series, the same pixels as edgeless bars,
 # far cheaper to build and draw than one Rectangle per bin); see plots.geometry.
 
@@ -55,58 +59,88 @@ def load_thumbnails(
     return out
 
 
-def _tile(ax, thumb, label: str, value_text: str) -> None:
+def _tile(ax, thumb, label: str, value_text: str, wrap: int | None = None) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
+    if wrap is None:  # characters of 8 pt text across the tile, about
+        wrap = max(6, int(ax.get_position().width * ax.figure.get_figwidth() * 72 / (0.6 * 8)))
     if thumb is not None:
         ax.imshow(np.asarray(thumb))
     else:
         ax.text(
             0.5,
             0.5,
-            "\n".join(textwrap.wrap(str(label) or "(no file)", 14)) + "\n(no image)",
+            "\n".join(textwrap.wrap(str(label) or "(no file)", wrap)[:3]) + "\n(no image)",
             ha="center",
             va="center",
-            fontsize=6,
+            fontsize=8,
             transform=ax.transAxes,
+            clip_on=True,
         )
         ax.set_facecolor("0.93")
-    ax.set_title(value_text, fontsize=7)
+    ax.set_title(value_text, fontsize=8, pad=2)
+
+
+def _tile_grid(n_rows: int, n_cols: int, row_labels: Sequence[str], title_lines: int = 2, max_tile: float = 1.2):
+    """A grid of image tiles that fits the page width, laid out by hand (no layout engine: a vSLERP grid
+    has over a hundred panels): row labels on the left, ``title_lines`` lines of 8 pt text over each tile,
+    room for a two-line figure title. Returns (fig, axes, top) with ``top`` the figure title's y."""
+    style.apply()
+    char_in = 0.6 * 8 / 72  # one character of 8 pt text, about
+    longest = max([len(line) for lab in row_labels for line in str(lab).split("\n")] or [0])
+    left = min(0.15 + longest * char_in, 2.2)
+    gap = 0.06
+    tile = min(max_tile, (style.PAGE_WIDTH - left - 0.05 - (n_cols - 1) * gap) / max(n_cols, 1))
+    head = 0.55  # the figure title
+    over = title_lines * 8 * 1.25 / 72 + 0.06  # each tile's own title
+    width = left + n_cols * tile + (n_cols - 1) * gap + 0.05
+    height = head + n_rows * (over + tile) + 0.05
+    fig = plt.figure(figsize=(width, height))
+    axes = np.empty((n_rows, n_cols), dtype=object)
+    for r in range(n_rows):
+        y = height - head - (r + 1) * (over + tile) + 0.0
+        for c in range(n_cols):
+            x = left + c * (tile + gap)
+            axes[r, c] = fig.add_axes((x / width, y / height, tile / width, tile / height))
+    return fig, axes, 1 - 0.08 / height
 
 
 # ---------------------------------------------------------------------------
 # Fig. 8 / Fig. 9
 # ---------------------------------------------------------------------------
-def scatter_exact_vs_estimated(panels: Mapping[str, Mapping]) -> plt.Figure:
+def scatter_exact_vs_estimated(panels: Mapping[str, Mapping], label: str = "") -> plt.Figure:
     """Fig. 9: exact conformity C against the estimate Ĉ = a·cos(m, v) + b, one panel per modality.
 
     ``panels[modality]`` = {"estimated": array, "exact": array, "a", "b", "pearson", "n"}.
     """
     mods = list(panels)
-    fig, axes = plt.subplots(1, max(len(mods), 1), figsize=(4.2 * max(len(mods), 1), 4), squeeze=False)
+    fig, axes = style.subplots(1, max(len(mods), 1), width=3.5 * max(len(mods), 1), height=3.3)
     for ax, mod in zip(axes[0], mods, strict=False):
         p = panels[mod]
         est, exact = np.asarray(p["estimated"]), np.asarray(p["exact"])
-        ax.scatter(est, exact, s=3, alpha=0.4, color=MOD_COLOR.get(mod, "k"), rasterized=True)
+        ax.scatter(est, exact, s=3, alpha=0.4, color=MOD_COLOR.get(mod, "k"), rasterized=True, label=mod)
         lo = float(min(est.min(), exact.min()))
         hi = float(max(est.max(), exact.max()))
-        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="y = x")
-        ax.set_xlabel(r"estimated conformity $\hat C = a\,\cos(m, v) + b$")
+        ax.plot([lo, hi], [lo, hi], "--", color=style.REFERENCE, lw=0.8, label="y = x")
+        ax.set_xlabel(r"estimate $\hat C = a\,\cos(m, v) + b$ (Eq. 11)")
         ax.set_ylabel("exact conformity $C$ (Eq. 10)")
-        ax.set_title(f"{mod} (N = {p['n']})\nr = {p['pearson']:.5f}, a = {p['a']:.3f}, b = {p['b']:+.4f}", fontsize=9)
-        ax.legend(loc="upper left", fontsize=7)
-    fig.tight_layout()
+        ax.set_title(f"{mod} (N = {p['n']})\nr = {p['pearson']:.5f}, a = {p['a']:.3f}, b = {p['b']:+.4f}")
+        style.legend(ax, loc="upper left", markerscale=3)
+    if not mods:
+        style.note(axes[0, 0], "no modality with at least 2 rows")
+    style.suptitle(fig, "Exact vs estimated conformity (Fig. 9)", label)
     return fig
 
 
-def extremes_images(most: Sequence[Mapping], least: Sequence[Mapping]) -> plt.Figure:
+def extremes_images(most: Sequence[Mapping], least: Sequence[Mapping], label: str = "") -> plt.Figure:
     """Fig. 8 (images): most (top row) and least (bottom row) conforming images with their C.
 
     Each item: {"label": file name, "value": C, "thumb": PIL image or None}.
     """
     k = max(len(most), len(least), 1)
-    fig, axes = plt.subplots(2, k, figsize=(1.7 * k, 4.0), squeeze=False)
-    for r, (items, name) in enumerate(((most, "most conforming"), (least, "least conforming"))):
+    names = ("most\nconforming", "least\nconforming")
+    fig, axes, top = _tile_grid(2, k, names, title_lines=1, max_tile=1.1)
+    for r, (items, name) in enumerate(zip((most, least), names, strict=True)):
         for c in range(k):
             ax = axes[r, c]
             if c < len(items):
@@ -114,24 +148,39 @@ def extremes_images(most: Sequence[Mapping], least: Sequence[Mapping]) -> plt.Fi
                 _tile(ax, it.get("thumb"), it.get("label", ""), f"C = {it['value']:.4f}")
             else:
                 ax.axis("off")
-        axes[r, 0].set_ylabel(name, fontsize=8)
-    fig.suptitle("Images: most (top) and least (bottom) conforming", fontsize=10)
-    fig.tight_layout()
+        if not items:
+            axes[r, 0].axis("on")
+            style.note(axes[r, 0], "no images")
+        axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center")
+    fig.suptitle(
+        f"Most (top) and least (bottom) conforming images (Fig. 8) {label}".strip(),
+        y=top,
+        va="top",
+        fontsize=style.RC["figure.titlesize"],
+    )
     return fig
 
 
-def extremes_captions(most: Sequence[Mapping], least: Sequence[Mapping]) -> plt.Figure:
+def extremes_captions(most: Sequence[Mapping], least: Sequence[Mapping], label: str = "") -> plt.Figure:
     """Fig. 8 (captions): the most and least conforming captions with their C."""
-    lines = ["Most conforming captions (C, caption)"]
+    lines = ["Most conforming (C, caption)"]
     lines += [f"  {it['value']:.4f}  {_short(it['label'])}" for it in most] or ["  (no captions)"]
-    lines += ["", "Least conforming captions (C, caption)"]
+    lines += ["", "Least conforming (C, caption)"]
     lines += [f"  {it['value']:.4f}  {_short(it['label'])}" for it in least] or ["  (no captions)"]
-    fig = plt.figure(figsize=(8.5, 0.16 * len(lines) + 0.3))
-    fig.text(0.01, 0.98, "\n".join(lines), va="top", ha="left", fontsize=8, family="monospace")
+    style.apply()
+    height = 0.135 * len(lines) + 0.6
+    fig = plt.figure(figsize=(style.PAGE_WIDTH, height))
+    fig.suptitle(
+        f"Most and least conforming captions (Fig. 8) {label}".strip(),
+        y=1 - 0.08 / height,
+        va="top",
+        fontsize=style.RC["figure.titlesize"],
+    )
+    fig.text(0.01, 1 - 0.45 / height, "\n".join(lines), va="top", ha="left", fontsize=8, family="monospace")
     return fig
 
 
-def _short(text: str, n: int = 90) -> str:
+def _short(text: str, n: int = 84) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= n else text[: n - 1] + "…"
 
@@ -140,10 +189,16 @@ def _short(text: str, n: int = 90) -> str:
 # Figs. 10-11
 # ---------------------------------------------------------------------------
 def distributions(
-    image_conf: np.ndarray, text_conf: np.ndarray, edges: np.ndarray, kl: float | None = None, alpha: float = 0.0
+    image_conf: np.ndarray,
+    text_conf: np.ndarray,
+    edges: np.ndarray,
+    kl: float | None = None,
+    alpha: float = 0.0,
+    label: str = "",
 ) -> plt.Figure:
     """Fig. 10: image and text conformity histograms on shared bins."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, axes = style.subplots(width=4.8, height=3.1)
+    ax = axes[0, 0]
     for vals, mod in ((image_conf, "image"), (text_conf, "text")):
         ax.hist(
             vals,
@@ -156,27 +211,27 @@ def distributions(
         )
     ax.set_xlabel("conformity C (Eq. 10)")
     ax.set_ylabel("density")
-    title = f"Conformity distributions, image shift α = {alpha:g}"
+    title = f"image shift α = {alpha:g}"
     if kl is not None:
-        title += f"\nKL(image ‖ text) = {kl:.3f}"
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+        title += f": KL(image ‖ text) = {kl:.3f}"
+    ax.set_title(title)
+    style.legend(ax, loc="upper left")
+    style.suptitle(fig, "Conformity distributions (Fig. 10)", label)
     return fig
 
 
-def kl_curve(alphas: np.ndarray, kl: np.ndarray, argmin_alpha: float) -> plt.Figure:
+def kl_curve(alphas: np.ndarray, kl: np.ndarray, argmin_alpha: float, label: str = "") -> plt.Figure:
     """Fig. 11: KL(image(α) ‖ text) against the image shift α (Eq. 9)."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    ax.plot(alphas, kl, "o-", ms=3, color="tab:purple")
-    ax.axvline(0.0, color="0.6", lw=0.8, ls=":", label="α = 0 (CLIP as trained)")
-    ax.axvline(argmin_alpha, color="tab:red", lw=0.8, ls="--", label=f"argmin α = {argmin_alpha:g}")
-    ax.set_xlabel(r"image shift $\alpha$ ($v_i' = v_i - \alpha\, m_i$)")
+    fig, axes = style.subplots(width=4.8, height=3.1)
+    ax = axes[0, 0]
+    ax.plot(alphas, kl, "o-", ms=3, color="tab:purple", label="KL(image(α) ‖ text)")
+    ax.axvline(0.0, color=style.REFERENCE, lw=0.8, ls=":", label="α = 0 (CLIP as trained)")
+    ax.axvline(argmin_alpha, color="tab:red", lw=0.8, ls="--", label=f"lowest at α = {argmin_alpha:g}")
+    ax.set_xlabel(r"image shift $\alpha$ ($v_i' = v_i - \alpha\, m_i$, Eq. 9)")
     ax.set_ylabel("KL(image ‖ text) [nats]")
     ax.set_yscale("log")
-    ax.set_title("KL divergence of conformity distributions vs α", fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    style.legend(ax, loc="best")
+    style.suptitle(fig, "KL of the conformity distributions vs α (Fig. 11)", label)
     return fig
 
 
@@ -188,31 +243,31 @@ def compare_distributions(
     reference: Mapping[str, np.ndarray],
     sets: Mapping[str, Mapping[str, np.ndarray]],
     bins: int = 50,
+    label: str = "",
 ) -> plt.Figure:
     """Fig. 13: conformity of external sets (w.r.t. the reference's modality set) beside the reference's own."""
     mods = [
         m for m in ("image", "text") if (m in reference and len(reference[m])) or any(m in s for s in sets.values())
     ]
     mods = mods or ["image"]
-    fig, axes = plt.subplots(1, len(mods), figsize=(5.2 * len(mods), 3.8), squeeze=False)
-    cmap = plt.get_cmap("tab10")
+    fig, axes = style.subplots(1, len(mods), width=3.5 * len(mods), height=3.2)
     for ax, mod in zip(axes[0], mods, strict=False):
         series = []
         if mod in reference and len(reference[mod]):
-            series.append((f"{reference_name} (reference)", reference[mod], "k"))
+            series.append((f"{reference_name} (reference)", reference[mod], MOD_COLOR[mod]))
         for i, (name, per_mod) in enumerate(sets.items()):
             if mod in per_mod and len(per_mod[mod]):
-                series.append((name, per_mod[mod], cmap(i % 10)))
+                series.append((name, per_mod[mod], SET_COLORS[i % len(SET_COLORS)]))
+        ax.set_title(f"{mod} sets", color=MOD_COLOR[mod])
         if not series:
-            ax.text(0.5, 0.5, f"no {mod} data", ha="center", va="center", transform=ax.transAxes)
-            ax.set_axis_off()
+            style.note(ax, f"no {mod} data")
             continue
         allv = np.concatenate([np.asarray(v) for _, v, _ in series])
         lo, hi = float(allv.min()), float(allv.max())
         if hi <= lo:
             lo, hi = lo - 0.5, hi + 0.5
         edges = np.linspace(lo, hi, bins + 1)
-        for label, vals, color in series:
+        for name, vals, color in series:
             ax.hist(
                 vals,
                 bins=edges,
@@ -220,28 +275,28 @@ def compare_distributions(
                 histtype="step",
                 lw=1.4,
                 color=color,
-                label=f"{label}: mean {np.mean(vals):.3f} (N = {len(vals)})",
+                label=f"{name}: mean {np.mean(vals):.3f} (N = {len(vals)})",
             )
-        ax.set_xlabel(f"conformity w.r.t. {reference_name} {mod} set")
+        ax.set_xlabel(f"conformity w.r.t. {reference_name}'s {mod} set")
         ax.set_ylabel("density")
-        ax.set_title(mod, fontsize=9)
-        ax.legend(fontsize=6)
+        style.legend(ax, loc="upper left")
+    head = f"Conformity of external sets against {reference_name} (Fig. 13)"
     if not sets:
-        fig.suptitle(f"No external sets reference {reference_name}: reference distributions only", fontsize=9)
-    fig.tight_layout()
+        head = f"No external set references {reference_name}: its own distributions only"
+    style.suptitle(fig, head, label)
     return fig
 
 
 # ---------------------------------------------------------------------------
 # Fig. 12 (vSLERP, shown by nearest real images)
 # ---------------------------------------------------------------------------
-def vslerp_neighbours(rows: Sequence[Mapping], steps: int) -> plt.Figure:
+def vslerp_neighbours(rows: Sequence[Mapping], steps: int, label: str = "") -> plt.Figure:
     """One row per (pair, α): the nearest real image of every point along the vSLERP path.
 
     Each row: {"title": str, "tiles": [{"thumb", "label", "value_text"}] * steps}.
     """
     n = max(len(rows), 1)
-    fig, axes = plt.subplots(n, steps, figsize=(1.25 * steps, 1.45 * n + 0.4), squeeze=False)
+    fig, axes, top = _tile_grid(n, max(steps, 1), [r["title"] for r in rows], title_lines=2)
     for r, row in enumerate(rows):
         for c in range(steps):
             ax = axes[r, c]
@@ -250,32 +305,58 @@ def vslerp_neighbours(rows: Sequence[Mapping], steps: int) -> plt.Figure:
                 _tile(ax, t.get("thumb"), t.get("label", ""), t.get("value_text", ""))
             else:
                 ax.axis("off")
-        axes[r, 0].set_ylabel(row["title"], fontsize=6, rotation=0, ha="right", va="center")
-    fig.suptitle("vSLERP paths (Eq. 12), each point shown by its nearest real image (cosine)", fontsize=9)
-    fig.tight_layout()
+        axes[r, 0].set_ylabel(row["title"], rotation=0, ha="right", va="center")
+    if not rows:
+        style.note(axes[0, 0], "no pairs")
+    fig.suptitle(
+        f"vSLERP paths (Eq. 12), each point shown by its nearest real image (cosine) {label}".strip(),
+        y=top,
+        va="top",
+        fontsize=style.RC["figure.titlesize"],
+        wrap=True,
+    )
     return fig
 
 
-def vslerp_stats(paths: Sequence[Mapping]) -> plt.Figure:
-    """cos(m, p) and ‖p‖ along every path; ``paths``: {"pair", "alpha", "theta", "cos_to_mean", "norm"}."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+def vslerp_stats(paths: Sequence[Mapping], label: str = "") -> plt.Figure:
+    """cos(m, p) and ‖p‖ along every path; ``paths``: {"pair", "alpha", "theta", "cos_to_mean", "norm"}.
+
+    Colour: α (α = 0, the plain SLERP, in black); line style: the pair; a legend for each."""
+    from matplotlib.lines import Line2D
+
+    fig, axes = style.subplots(1, 2, width=style.PAGE_WIDTH, height=3.0)
+    ax0, ax1 = axes[0]
     alphas = sorted({p["alpha"] for p in paths})
-    cmap = plt.get_cmap("coolwarm")
-    colors = {a: cmap(i / max(len(alphas) - 1, 1)) for i, a in enumerate(alphas)}
+    others = [a for a in alphas if a != 0]
+    cmap = plt.get_cmap("plasma")
+    colors = {a: cmap(0.8 * i / max(len(others) - 1, 1)) for i, a in enumerate(others)}
+    colors[0.0] = "k"
     styles = ["-", "--", ":", "-."]
     pairs = sorted({p["pair"] for p in paths})
     for p in paths:
         ls = styles[pairs.index(p["pair"]) % len(styles)]
-        first = p["pair"] == pairs[0]
-        axes[0].plot(
-            p["theta"], p["cos_to_mean"], ls, color=colors[p["alpha"]], label=f"α = {p['alpha']:g}" if first else None
-        )
-        axes[1].plot(p["theta"], p["norm"], ls, color=colors[p["alpha"]])
-    axes[0].set_ylabel("cos(m, vSLERP)")
-    axes[1].set_ylabel("‖vSLERP‖")
-    for ax in axes:
+        lw = 1.7 if p["alpha"] == 0 else 1.2
+        ax0.plot(p["theta"], p["cos_to_mean"], ls, color=colors[p["alpha"]], lw=lw)
+        ax1.plot(p["theta"], p["norm"], ls, color=colors[p["alpha"]], lw=lw)
+    ax0.set_ylabel("cos(m, vSLERP point)")
+    ax1.set_ylabel("‖vSLERP point‖")
+    for ax in (ax0, ax1):
         ax.set_xlabel(r"interpolation fraction $\theta$")
-    axes[0].legend(fontsize=7, title=f"line style: pair ({len(pairs)})", title_fontsize=7)
-    fig.suptitle("Along the vSLERP paths (Eq. 12): cosine to the image mean and norm", fontsize=9)
-    fig.tight_layout()
+    if paths:
+        ax0.legend(
+            handles=[Line2D([], [], color=colors[a], lw=1.7 if a == 0 else 1.2, label=f"α = {a:g}") for a in alphas],
+            title="colour: α",
+            loc="best",
+        )
+        ax1.legend(
+            handles=[
+                Line2D([], [], color="0.3", ls=styles[i % len(styles)], label=f"pair {q}") for i, q in enumerate(pairs)
+            ],
+            title="line style: pair",
+            loc="best",
+        )
+    else:
+        style.note(ax0, "no paths")
+        style.note(ax1, "no paths")
+    style.suptitle(fig, "Along the vSLERP paths (Eq. 12): cosine to the image mean and norm", label)
     return fig

@@ -12,7 +12,9 @@ import textwrap
 
 import numpy as np
 
-COLORS = {"image": "tab:blue", "text": "tab:orange"}
+from clipgeom.plots import style
+
+COLORS = style.MODALITY
 
 
 def _fmt(x, spec=".3f") -> str:
@@ -21,7 +23,7 @@ def _fmt(x, spec=".3f") -> str:
 
 def _title(mod: str, r: dict) -> str:
     lo, hi = r.get("ci") or (None, None)
-    line = f"{mod}: ρ(freq, C) = {_fmt(r.get('rho'))} [{_fmt(lo)}, {_fmt(hi)}], p_perm = {_fmt(r.get('p'), '.3g')}"
+    line = f"{mod}: ρ(freq, C) = {_fmt(r.get('rho'))} [{_fmt(lo)}, {_fmt(hi)}]\np_perm = {_fmt(r.get('p'), '.3g')}"
     if r.get("training"):
         clo, chi = r.get("concept_ci") or (None, None)
         line += (
@@ -47,10 +49,10 @@ def _training_panel(ax, mod: str, r: dict) -> None:
             x[~pos], r["mean"][~pos], yerr=r["spread"][~pos], fmt="o", mfc="none", color=COLORS[mod], ecolor="0.6"
         )
         ax.annotate(
-            "frequency 0", (x[~pos][0], r["mean"][~pos][0]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+            "frequency 0", (x[~pos][0], r["mean"][~pos][0]), fontsize=8, xytext=(3, 3), textcoords="offset points"
         )
     ax.set_xlabel("log10 training frequency of the concept")
-    ax.set_ylabel("concept mean C (Eq. 10) ± std within concept")
+    ax.set_ylabel("concept mean C (Eq. 10)\n± std within concept")
 
 
 def _proxy_panel(ax, mod: str, r: dict, bins: int, max_points: int, seed: int) -> None:
@@ -68,8 +70,8 @@ def _proxy_panel(ax, mod: str, r: dict, bins: int, max_points: int, seed: int) -
         my = [y[which == b].mean() for b in range(edges.size - 1) if (which == b).any()]
         sy = [y[which == b].std() for b in range(edges.size - 1) if (which == b).any()]
         ax.errorbar(cx, my, yerr=sy, fmt="s-", color="k", ms=4, capsize=2, lw=1, label="bin mean ± std")
-    ax.legend(fontsize=7, loc="lower right")
-    ax.set_xlabel("proxy: mean ln word frequency of the caption(s) in the corpus")
+    ax.legend(loc="lower right")
+    ax.set_xlabel("proxy: mean ln word frequency\nof the caption(s) in the corpus")
     ax.set_ylabel("conformity C (Eq. 10)")
 
 
@@ -77,21 +79,19 @@ def plot_concept_frequency(
     panels: dict, source: str, label: str = "", bins: int = 10, max_points: int = 20000, seed: int = 0
 ):
     """Conformity against frequency, one panel per modality (``panels[mod]`` from the stage's ``plot``)."""
-    import matplotlib.pyplot as plt
-
     mods = [m for m in ("image", "text") if m in panels]
-    fig, axes = plt.subplots(1, len(mods), figsize=(5.6 * len(mods), 4.6), squeeze=False)
+    fig, axes = style.subplots(1, len(mods), width=3.5 * len(mods), height=3.6)
     for ax, mod in zip(axes[0], mods, strict=True):
         r = panels[mod]
         if "reason" in r:
             ax.axis("off")
-            ax.text(0.5, 0.5, "\n".join(textwrap.wrap(f"{mod}: {r['reason']}", 48)), ha="center", va="center")
+            ax.text(0.5, 0.5, "\n".join(textwrap.wrap(f"{mod}: {r['reason']}", 40)), ha="center", va="center")
             continue
         if r["training"]:
             _training_panel(ax, mod, r)
         else:
             _proxy_panel(ax, mod, r, bins, max_points, seed)
-        ax.set_title(_title(mod, r), fontsize=8.5)
+        ax.set_title(_title(mod, r), fontsize=8)
         ax.grid(alpha=0.3)
     proxy = source.startswith("proxy")
     head = (
@@ -99,6 +99,5 @@ def plot_concept_frequency(
         if proxy
         else "Prediction 1: conformity vs concept frequency"
     )
-    fig.suptitle(f"{head} {label}\n" + "\n".join(textwrap.wrap(f"frequency source: {source}", 110)), fontsize=9.5)
-    fig.tight_layout()
+    fig.suptitle(f"{head} {label}\n" + "\n".join(textwrap.wrap(f"frequency source: {source}", 90)), fontsize=10)
     return fig

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
-COLORS = {"image": "tab:blue", "text": "tab:orange"}
+from clipgeom.plots import style
+
+COLORS = style.MODALITY
 # Filled histograms are drawn with histtype="stepfilled": one polygon per series, the same pixels as
 # the default bars (no edges), without one Rectangle per bin (which made building and drawing a
 # 60-bin, two-series histogram about twice as slow).
-
-
-def _plt():
-    import matplotlib.pyplot as plt
-
-    return plt
+SINGLE = dict(width=4.8, height=3.0)  # one panel
+ROW = dict(width=style.PAGE_WIDTH, height=2.8)  # panels side by side
 
 
 def _hist_from_counts(ax, edges, counts, **kw):
@@ -41,76 +39,80 @@ def _finite(a):
 # ---------------------------------------------------------------------------
 def plot_sep_sorted(sep, tag_threshold: float, label: str = ""):
     """Fig. 3 (left): Sep(ℓ) of every feature, sorted descending, with the tag threshold."""
-    plt = _plt()
     sep = np.asarray(sep, float)
     order = np.argsort(-sep, kind="stable")
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.plot(np.arange(1, sep.size + 1), sep[order], color="k", lw=1.2)
+    fig, axes = style.subplots(**SINGLE)
+    ax = axes[0, 0]
+    ax.plot(np.arange(1, sep.size + 1), sep[order], color="k", lw=1.2, label="Sep(ℓ), sorted")
     ax.axhline(
         tag_threshold,
         color="firebrick",
         ls="--",
         lw=1,
-        label=f"tag threshold {tag_threshold:g} ({int(np.sum(sep > tag_threshold))} features)",
+        label=f"tag threshold {tag_threshold:g} ({int(np.sum(sep > tag_threshold))} features above)",
     )
     for r in range(min(3, sep.size)):
         ax.annotate(f"{order[r]}", (r + 1, sep[order[r]]), textcoords="offset points", xytext=(6, -2), fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("rank (log scale)")
     ax.set_ylabel("Sep(ℓ) (Eq. 5)")
-    ax.set_title(f"Feature separability, sorted {label}".strip())
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    style.legend(ax, loc="upper right")
+    style.suptitle(fig, "Feature separability, sorted (Fig. 3)", label)
     return fig
 
 
 def plot_top_mean_std(mean_over_std: dict, k: int = 10, label: str = ""):
     """Fig. 3 (right): per modality, the k features with the largest |mean| / std."""
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    for ax, mod in zip(axes, ("image", "text"), strict=False):
+    fig, axes = style.subplots(1, 2, **ROW)
+    for ax, mod in zip(axes[0], ("image", "text"), strict=False):
         v = np.asarray(mean_over_std[mod], float)
         top = np.lexsort((np.arange(v.size), -v))[:k]
         ax.bar(np.arange(top.size), v[top], color=COLORS[mod])
         ax.set_xticks(np.arange(top.size))
-        ax.set_xticklabels([str(f) for f in top], rotation=60, fontsize=8)
+        ax.set_xticklabels([str(f) for f in top], rotation=60)
         ax.set_xlabel("feature (0-based)")
         ax.set_ylabel("|m(ℓ)| / σ(ℓ)")
-        ax.set_title(f"{mod}: top {top.size}")
-    fig.suptitle(f"Features far from zero relative to their spread {label}".strip(), fontsize=10)
-    fig.tight_layout()
+        ax.set_title(f"{mod}: top {top.size}", color=COLORS[mod])
+    style.suptitle(fig, "Features far from zero relative to their spread", label)
     return fig
 
 
 def plot_top_feature_histograms(features, edges, counts: dict, kl, label: str = ""):
     """Fig. 2 (histograms): image vs text distribution of the most separable features."""
-    plt = _plt()
     n = len(features)
-    fig, axes = plt.subplots(1, max(n, 1), figsize=(3.6 * max(n, 1), 3.2), squeeze=False)
-    for j, ax in enumerate(axes[0][:n]):
+    ncols = min(max(n, 1), 4)
+    nrows = max(1, -(-n // ncols))
+    fig, axes = style.subplots(nrows, ncols, width=style.PAGE_WIDTH, height=2.3 * nrows + 0.4)
+    for j, ax in enumerate(axes.flat):
+        if j >= n:
+            ax.set_visible(False)
+            continue
         for mod in ("image", "text"):
             _hist_from_counts(
                 ax, edges[j], _density(counts[mod][j], edges[j]), fill=True, alpha=0.45, color=COLORS[mod], label=mod
             )
-        ax.set_title(f"feature {int(features[j])}  (KL {kl[j]:.3g})", fontsize=9)
+        ax.set_title(f"feature {int(features[j])} (KL {kl[j]:.3g})")
         ax.set_xlabel("value")
         ax.set_ylabel("density")
-        ax.legend(fontsize=8)
-    fig.suptitle(f"Most separable features {label}".strip(), fontsize=10)
-    fig.tight_layout()
+        if j == 0:
+            style.legend(ax, loc="upper left")
+    if n == 0:
+        axes[0, 0].set_visible(True)
+        style.note(axes[0, 0], "no feature to show")
+    style.suptitle(fig, "Most separable features (Fig. 2)", label)
     return fig
 
 
 def plot_svm_top2(x2, y, features, w, b, accuracy: float, label: str = "", max_points: int = 20000, seed: int = 0):
     """Fig. 2 (scatter): the two most separable features and the linear SVM boundary w·x + b = 0."""
-    plt = _plt()
     x2 = np.asarray(x2, float)
     y = np.asarray(y)
     rng = np.random.default_rng(seed)
     idx = np.arange(len(y))
     if idx.size > max_points:
         idx = np.sort(rng.choice(idx.size, max_points, replace=False))
-    fig, ax = plt.subplots(figsize=(5, 4.4))
+    fig, axes = style.subplots(width=4.6, height=4.0)
+    ax = axes[0, 0]
     for cls, mod in ((0, "image"), (1, "text")):
         s = idx[y[idx] == cls]
         ax.scatter(x2[s, 0], x2[s, 1], s=4, alpha=0.5, color=COLORS[mod], label=mod, rasterized=True, linewidths=0)
@@ -125,9 +127,9 @@ def plot_svm_top2(x2, y, features, w, b, accuracy: float, label: str = "", max_p
     ax.set_ylim(yl)
     ax.set_xlabel(f"feature {int(features[0])}")
     ax.set_ylabel(f"feature {int(features[1])}")
-    ax.set_title(f"Linear SVM on 2 features: held-out accuracy {100 * accuracy:.2f}% {label}".strip(), fontsize=9)
-    ax.legend(fontsize=8, markerscale=3)
-    fig.tight_layout()
+    ax.set_title(f"held-out accuracy {100 * accuracy:.2f}%")
+    style.legend(ax, loc="best", markerscale=3)
+    style.suptitle(fig, "Linear SVM on the 2 most separable features (Fig. 2)", label)
     return fig
 
 
@@ -136,27 +138,31 @@ def plot_svm_top2(x2, y, features, w, b, accuracy: float, label: str = "", max_p
 # ---------------------------------------------------------------------------
 def plot_centred_features(per_mod: dict, n_features: int, label: str = ""):
     """Fig. 4 (left): histograms of the first features of x̃ = v − m, per modality."""
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    cmap = plt.get_cmap("tab10")
-    for ax, mod in zip(axes, ("image", "text"), strict=False):
+    import matplotlib as mpl
+
+    fig, axes = style.subplots(1, 2, width=style.PAGE_WIDTH, height=3.0)
+    cmap = mpl.colormaps["viridis"]  # features, not modalities: no image/text colour
+    for ax, mod in zip(axes[0], ("image", "text"), strict=False):
         e, c = per_mod[mod]["feat_edges"], per_mod[mod]["feat_counts"]
         for j in range(n_features):
-            _hist_from_counts(ax, e[j], _density(c[j], e[j]), color=cmap(j % 10), lw=1, label=f"{j}")
-        ax.set_title(f"{mod}: first {n_features} centred features")
-        ax.set_xlabel("x̃(ℓ)")
+            _hist_from_counts(
+                ax, e[j], _density(c[j], e[j]), color=cmap(j / max(n_features - 1, 1)), lw=1, label=f"{j}"
+            )
+        ax.set_title(f"{mod}: first {n_features} centred features", color=COLORS[mod])
+        ax.set_xlabel("x̃(ℓ) = v(ℓ) − m(ℓ)")
         ax.set_ylabel("density")
-        ax.legend(fontsize=6, ncol=2, title="feature", title_fontsize=7)
-    fig.suptitle(f"Centred features are unimodal around 0 {label}".strip(), fontsize=10)
-    fig.tight_layout()
+        style.legend(ax, ncol=2, title="feature ℓ", loc="upper right", handlelength=1.0, columnspacing=0.8)
+    style.suptitle(fig, "Centred features are unimodal around 0 (Fig. 4)", label)
     return fig
 
 
 def plot_norms(per_mod: dict, bins: int = 60, label: str = ""):
     """Fig. 4 (right): ‖x̃‖ (centred) and ‖v‖ (raw) per modality: a thin shell, no mass near 0."""
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, kind, title in ((axes[0], "norm_centred", "‖x̃‖ = ‖v − m‖ (centred)"), (axes[1], "norm_raw", "‖v‖ (raw)")):
+    fig, axes = style.subplots(1, 2, **ROW)
+    for ax, kind, title in (
+        (axes[0, 0], "norm_centred", "‖x̃‖ = ‖v − m‖ (centred)"),
+        (axes[0, 1], "norm_raw", "‖v‖ (raw)"),
+    ):
         hi = max(float(_finite(per_mod[m][kind]).max(initial=0)) for m in ("image", "text"))
         edges = np.linspace(0.0, hi * 1.05 if hi > 0 else 1.0, bins + 1)
         for mod in ("image", "text"):
@@ -170,22 +176,21 @@ def plot_norms(per_mod: dict, bins: int = 60, label: str = ""):
                 label=mod,
             )
             if kind == "norm_centred":
-                ax.axvline(per_mod[mod]["rms_norm"], color=COLORS[mod], ls="--", lw=1, label=f"√tr C ({mod})")
+                ax.axvline(per_mod[mod]["rms_norm"], color=COLORS[mod], ls="--", lw=1, label=f"{mod}: √tr C")
         ax.set_xlabel("norm")
         ax.set_ylabel("density")
-        ax.set_title(title, fontsize=9)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"Thin shell: norms are concentrated away from 0 {label}".strip(), fontsize=10)
-    fig.tight_layout()
+        ax.set_title(title)
+        style.legend(ax, loc="upper left")
+    style.suptitle(fig, "Thin shell: norms are concentrated away from 0 (Fig. 4)", label)
     return fig
 
 
 # ---------------------------------------------------------------------------
 # covariance
 # ---------------------------------------------------------------------------
-def _two_hist(values: dict, xlabel: str, title: str, bins: int, log_x=False, vline=None):
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+def _two_hist(values: dict, xlabel: str, title: str, bins: int, log_x=False, vline=None, label: str = ""):
+    fig, axes = style.subplots(**SINGLE)
+    ax = axes[0, 0]
     allv = np.concatenate([_finite(values[m]) for m in ("image", "text")])
     if log_x:
         allv = allv[allv > 0]
@@ -199,13 +204,14 @@ def _two_hist(values: dict, xlabel: str, title: str, bins: int, log_x=False, vli
         ax.hist(v, bins=edges, histtype="stepfilled", alpha=0.5, color=COLORS[mod], label=mod)
     if log_x:
         ax.set_xscale("log")
+        style.log_ticks(ax, allv)
     if vline is not None:
-        ax.axvline(vline, color="k", ls="--", lw=1)
+        x, what = vline
+        ax.axvline(x, color="k", ls="--", lw=1, label=what)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("number of features")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    style.legend(ax, loc="upper right")
+    style.suptitle(fig, title, label)
     return fig
 
 
@@ -214,9 +220,10 @@ def plot_variance_hist(per_mod: dict, bins: int = 60, label: str = ""):
     return _two_hist(
         {m: per_mod[m]["var"] for m in ("image", "text")},
         "variance σ²(ℓ) (log scale)",
-        f"Per-feature variance {label}".strip(),
+        "Per-feature variance (Fig. 5)",
         bins,
         log_x=True,
+        label=label,
     )
 
 
@@ -224,17 +231,18 @@ def plot_odd_hist(per_mod: dict, bins: int = 60, label: str = ""):
     """Fig. 5 (right): off-diagonal dominance ODD(ℓ) (Eq. 6); ≥ 1 (dashed) means strong correlations."""
     return _two_hist(
         {m: per_mod[m]["odd"] for m in ("image", "text")},
-        "ODD(ℓ) = Σ_{k≠ℓ}|C_ℓk| / C_ℓℓ",
-        f"Off-diagonal dominance {label}".strip(),
+        r"ODD($\ell$) $= \sum_{k\neq\ell}|C_{\ell k}|/C_{\ell\ell}$ (Eq. 6)",
+        "Off-diagonal dominance (Fig. 5)",
         bins,
-        vline=1.0,
+        vline=(1.0, "ODD = 1: off-diagonal mass equals the variance"),
+        label=label,
     )
 
 
 def plot_eigen_spectrum(per_mod: dict, label: str = ""):
     """Eigenvalues of C, largest first, with effective rank and participation ratio."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, axes = style.subplots(**SINGLE)
+    ax = axes[0, 0]
     for mod in ("image", "text"):
         e = np.asarray(per_mod[mod]["eig"], float)
         pos = e > (e[0] * 1e-12 if e.size else 0)
@@ -249,15 +257,17 @@ def plot_eigen_spectrum(per_mod: dict, label: str = ""):
     ax.set_yscale("log")
     ax.set_xlabel("index (largest first)")
     ax.set_ylabel("eigenvalue of C")
-    ax.set_title(f"Covariance eigen-spectrum {label}".strip(), fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    style.legend(ax, loc="lower left")
+    style.suptitle(fig, "Covariance eigen-spectrum", label)
     return fig
 
 
 def plot_whitening(per_mod: dict, bins: int = 60, label: str = ""):
     """Supplementary: ‖z‖ of the whitened vectors against the chi(k) density a multivariate
-    normal would give, and the per-axis excess kurtosis (0 for a normal)."""
+    normal would give (drawn once per distinct k), and the per-axis excess kurtosis (0 for a normal).
+
+    With N ≤ d (``degenerate``) every whitened row has the same norm: that modality's norms are not
+    drawn (a spike says nothing); the panel says so instead."""
     import math
 
     from clipgeom.geometry import chi_mean
@@ -268,11 +278,13 @@ def plot_whitening(per_mod: dict, bins: int = 60, label: str = ""):
             logp = (k - 1) * np.log(t) - t * t / 2 - (k / 2 - 1) * math.log(2) - math.lgamma(k / 2)
         return np.where(t > 0, np.exp(logp), 0.0)
 
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    ax = axes[0]
+    fig, axes = style.subplots(1, 2, **ROW)
+    ax = axes[0, 0]
+    mods = ("image", "text")
+    degenerate = [m for m in mods if per_mod[m].get("degenerate")]
+    shown = [m for m in mods if m not in degenerate]
     lo, hi = np.inf, -np.inf
-    for mod in ("image", "text"):
+    for mod in shown:
         zn = _finite(per_mod[mod]["whitened_norm"])
         k = int(per_mod[mod]["kept_dims"])
         if zn.size:
@@ -282,29 +294,36 @@ def plot_whitening(per_mod: dict, bins: int = 60, label: str = ""):
             sd = math.sqrt(max(k - mu * mu, 0.0))
             lo, hi = min(lo, max(mu - 5 * sd, 0.0)), max(hi, mu + 5 * sd)
     edges = np.linspace(lo, hi, bins + 1) if np.isfinite(lo) and hi > lo else bins
-    degenerate = []
-    for mod in ("image", "text"):
+    for mod in shown:
         zn = _finite(per_mod[mod]["whitened_norm"])
         k = int(per_mod[mod]["kept_dims"])
-        if per_mod[mod].get("degenerate"):
-            degenerate.append(mod)
         ax.hist(
             zn, bins=edges, histtype="stepfilled", density=True, alpha=0.5, color=COLORS[mod], label=f"{mod} (k = {k})"
         )
-        if k > 0:
-            t = np.linspace(lo, hi, 400)
-            ax.plot(t, chi_pdf(t, k), color=COLORS[mod], ls="--", lw=1, label=f"chi({k})")
-    ax.set_xlabel("‖z‖ (whitened)")
-    ax.set_ylabel("density")
-    ax.set_title(
-        "Whitened norms vs chi" + (f" — N ≤ d for {', '.join(degenerate)}: degenerate" if degenerate else ""),
-        fontsize=9,
+    ks = sorted({int(per_mod[m]["kept_dims"]) for m in shown if int(per_mod[m]["kept_dims"]) > 0})
+    for k, ls in zip(ks, ("--", ":"), strict=False):  # one chi curve per distinct k
+        t = np.linspace(lo, hi, 400)
+        ax.plot(t, chi_pdf(t, k), color="k", ls=ls, lw=1, label=f"χ({k})")
+    why = " and ".join(
+        f"{m}: N = {len(per_mod[m]['whitened_norm'])} ≤ d = {len(per_mod[m]['var'])}" for m in degenerate
     )
-    ax.legend(fontsize=7)
-    ax = axes[1]
-    allk = np.concatenate([_finite(per_mod[m]["kurtosis"]) for m in ("image", "text")])
+    if shown:
+        ax.set_xlabel("‖z‖ (whitened)")
+        ax.set_ylabel("density")
+        style.legend(ax, loc="upper right")
+        if degenerate:
+            ax.text(0.02, 0.97, f"{why}: not drawn", transform=ax.transAxes, va="top", color="0.3")
+    else:
+        style.note(
+            ax,
+            f"{why}: the sample covariance is singular and every whitened row has the same norm, so "
+            "there is no distribution to compare with χ",
+        )
+    ax.set_title("whitened norms vs χ(k)")
+    ax = axes[0, 1]
+    allk = np.concatenate([_finite(per_mod[m]["kurtosis"]) for m in shown]) if shown else np.zeros(0)
     edges = np.linspace(allk.min(), allk.max(), bins + 1) if allk.size and allk.max() > allk.min() else bins
-    for mod in ("image", "text"):
+    for mod in shown:
         ax.hist(
             _finite(per_mod[mod]["kurtosis"]),
             bins=edges,
@@ -313,13 +332,15 @@ def plot_whitening(per_mod: dict, bins: int = 60, label: str = ""):
             color=COLORS[mod],
             label=mod,
         )
-    ax.axvline(0.0, color="k", ls="--", lw=1, label="normal")
-    ax.set_xlabel("excess kurtosis per principal axis")
-    ax.set_ylabel("number of axes")
-    ax.set_title("Whitened per-axis kurtosis", fontsize=9)
-    ax.legend(fontsize=7)
-    fig.suptitle(f"How far each whitened modality is from a multivariate normal {label}".strip(), fontsize=10)
-    fig.tight_layout()
+    if shown:
+        ax.axvline(0.0, color="k", ls="--", lw=1, label="normal (0)")
+        ax.set_xlabel("excess kurtosis per principal axis")
+        ax.set_ylabel("number of axes")
+        style.legend(ax, loc="upper right")
+    else:
+        style.note(ax, f"{why}: not meaningful")
+    ax.set_title("whitened per-axis kurtosis")
+    style.suptitle(fig, "How far each whitened modality is from a multivariate normal", label)
     return fig
 
 
@@ -328,8 +349,8 @@ def plot_whitening(per_mod: dict, bins: int = 60, label: str = ""):
 # ---------------------------------------------------------------------------
 def plot_origin_distance(per_mod: dict, bins: int = 60, label: str = ""):
     """Distribution of ‖v‖, the distance of each raw embedding from the origin."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, axes = style.subplots(**SINGLE)
+    ax = axes[0, 0]
     allv = np.concatenate([_finite(per_mod[m]["origin_distance"]) for m in ("image", "text")])
     lo, hi = float(allv.min()), float(allv.max())
     edges = np.linspace(lo, hi, bins + 1) if hi > lo else np.linspace(lo - 0.5, hi + 0.5, bins + 1)
@@ -345,17 +366,16 @@ def plot_origin_distance(per_mod: dict, bins: int = 60, label: str = ""):
         )
     ax.set_xlabel("distance from the origin ‖v‖")
     ax.set_ylabel("density")
-    ax.set_title(f"Distance from the origin {label}".strip(), fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    style.legend(ax, loc="upper right")
+    style.suptitle(fig, "Distance from the origin (EuCLIP Fig. 2)", label)
     return fig
 
 
 def plot_root_distance(per_mod: dict, threshold: float, bins: int = 60, label: str = ""):
     """Distribution of EuCLIP's scaled cosine distance (1 − cos(v, [ROOT])) / 2 ∈ [0, 1] per modality;
     most mass below ``threshold`` = the cone."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, axes = style.subplots(**SINGLE)
+    ax = axes[0, 0]
     edges = np.linspace(0.0, 1.0, bins + 1)  # (1 - cos)/2 lies in [0, 1]
     for mod in ("image", "text"):
         v = _finite(per_mod[mod]["root_cosine_distance"])
@@ -369,20 +389,19 @@ def plot_root_distance(per_mod: dict, threshold: float, bins: int = 60, label: s
             color=COLORS[mod],
             label=f"{mod} ({100 * frac:.1f}% ≤ {threshold:g})",
         )
-    ax.axvline(threshold, color="k", ls="--", lw=1)
+    ax.axvline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:g}")
     ax.set_xlabel("scaled cosine distance (1 − cos(v, [ROOT])) / 2")
     ax.set_xlim(0.0, 1.0)
     ax.set_ylabel("density")
-    ax.set_title(f"Cosine distance from [ROOT] {label}".strip(), fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    style.legend(ax, loc="upper right")
+    style.suptitle(fig, "Cosine distance from [ROOT] (EuCLIP)", label)
     return fig
 
 
 def placeholder(message: str):
     """A figure that only says why there is nothing to show (a declared output that was switched off)."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 1.5))
+    fig, axes = style.subplots(width=5.0, height=1.4)
+    ax = axes[0, 0]
     ax.axis("off")
-    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=10)
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=style.RC["axes.labelsize"])
     return fig

@@ -9,15 +9,16 @@ import numpy as np
 def plot_training(curve: dict, metrics: dict, label: str = ""):
     """Three panels: the contrastive loss (Eq. 7 on each batch), the logit scale, and the held-out
     image→concept accuracy of each concept against its training frequency (chance dashed)."""
-    import matplotlib.pyplot as plt
+    from clipgeom.plots import style
 
-    fig, (a, b, c) = plt.subplots(1, 3, figsize=(12, 3.4))
+    fig, axes = style.subplots(1, 3, height=2.7)
+    a, b, c = axes[0]
     step = np.asarray(curve["step"], float)
     a.plot(step, curve["loss"], color="k", lw=1.2)
     a.set_xlabel("step")
     a.set_ylabel("contrastive loss (batch)")
     a.set_title(f"{metrics['logits']} logits, batch {metrics['batch_size']}")
-    b.plot(step, curve["logit_scale"], color="tab:blue", lw=1.2)
+    b.plot(step, curve["logit_scale"], color="0.25", lw=1.2)  # not a modality: no image/text colour
     b.set_xlabel("step")
     b.set_ylabel("logit scale $s$")
     b.set_title("learned" if metrics["logit_scale"] == "learned" else f"fixed at {metrics['logit_scale']:g}")
@@ -25,13 +26,13 @@ def plot_training(curve: dict, metrics: dict, label: str = ""):
     acc = metrics["heldout_per_concept_accuracy"]
     names = sorted(freq, key=freq.get)
     c.semilogx([freq[n] for n in names], [acc[n] for n in names], "o", ms=4, color="tab:purple")
+    style.log_ticks(c, [freq[n] for n in names])
     c.axhline(metrics["chance_accuracy"], color="0.5", ls="--", lw=1, label=f"chance {metrics['chance_accuracy']:.3f}")
     c.set_xlabel("concept's training frequency")
     c.set_ylabel("held-out concept accuracy")
     c.set_ylim(-0.02, 1.02)
     c.set_title(f"overall {metrics['heldout_concept_accuracy']:.3f} (sampling: {metrics['sampling']})")
-    c.legend(loc="upper left", fontsize=8)
+    c.legend(loc="upper left")
     if label:
-        fig.suptitle(label, y=1.02)
-    fig.tight_layout()
+        style.suptitle(fig, label)
     return fig
