@@ -82,6 +82,8 @@ class Progress:
     def update(self, k: float = 1) -> None:
         """Count ``k`` more units done; writes a line when one is due."""
         self.n += k
+        if self.total and self.n >= self.total:
+            return  # the line for the end is close()'s
         now = time.perf_counter()
         dt = now - self._last_t
         if dt < self.min_interval:
@@ -125,7 +127,8 @@ class Progress:
             speed = f"{_bytes(rate)}/s" if rate == rate else "? B/s"
         else:
             done = _count(self.n) + (f"/{_count(self.total)}" if self.total is not None else "") + f" {self.unit}"
-            speed = f"{rate:.3g} {self.unit}/s" if rate == rate else f"? {self.unit}/s"
+            speed = (f"{rate:,.0f}" if rate >= 100 else f"{rate:.3g}") if rate == rate else "?"
+            speed += f" {self.unit}/s"
         if self.total:
             frac = min(self.n / self.total, 1.0)
             fill = int(round(frac * self.width))
