@@ -35,6 +35,7 @@ include: "rules/loss.smk"
 include: "rules/conformity.smk"
 include: "rules/summary.smk"
 include: "rules/compare.smk"
+include: "rules/report.smk"
 
 
 rule all:

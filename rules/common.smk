@@ -370,6 +370,7 @@ def all_targets():
     targets += [f"results/{d}/{m}/summary.json" for d, m in analysis_pairs()]
     targets += ["results/simulations/blur_simulation/metrics.json"]
     targets += [comparison_path("summary_table.csv")]
+    targets += [comparison_path(f"report/{k}") for k in REPORT_TABLES]
     return targets
 
 

@@ -14,14 +14,22 @@ rule compare_models:
             caption="../report/compare/summary_table.rst",
             category="Cross-model comparison",
             subcategory="All datasets × models",
-            labels={"file": "summary_table.csv"},
+            labels={
+                "figure": "summary_table.csv (CSV; shown under Tables)",
+                "dataset": "all",
+                "model": "all",
+            },
         ),
         grid_png=report(
             comparison_path("headline_grid.png"),
             caption="../report/compare/headline_grid.rst",
             category="Cross-model comparison",
             subcategory="All datasets × models",
-            labels={"file": "headline_grid.png"},
+            labels={
+                "figure": "headline numbers grid",
+                "dataset": "all",
+                "model": "all",
+            },
         ),
         grid_pdf=comparison_path("headline_grid.pdf"),
         all_png=report(
@@ -29,7 +37,11 @@ rule compare_models:
             caption="../report/compare/all_numbers.rst",
             category="Cross-model comparison",
             subcategory="All datasets × models",
-            labels={"file": "all_numbers.png"},
+            labels={
+                "figure": "every number (heatmap)",
+                "dataset": "all",
+                "model": "all",
+            },
         ),
         all_pdf=comparison_path("all_numbers.pdf"),
         arms=comparison_path("arms_table.csv"),

@@ -14,6 +14,11 @@ rule conformity:
             caption="../report/conformity/conformity_scatter.rst",
             category="Conformity",
             subcategory="{dataset} × {model}",
+            labels={
+                "figure": "exact vs estimated conformity (Fig. 9)",
+                "dataset": "{dataset}",
+                "model": "{model}",
+            },
         ),
         scatter_pdf=stage_dir("conformity", "conformity_scatter.pdf"),
         images_png=report(
@@ -21,6 +26,11 @@ rule conformity:
             caption="../report/conformity/extremes_images.rst",
             category="Conformity",
             subcategory="{dataset} × {model}",
+            labels={
+                "figure": "most / least conforming images (Fig. 8)",
+                "dataset": "{dataset}",
+                "model": "{model}",
+            },
         ),
         images_pdf=stage_dir("conformity", "extremes_images.pdf"),
         captions_png=report(
@@ -28,6 +38,11 @@ rule conformity:
             caption="../report/conformity/extremes_captions.rst",
             category="Conformity",
             subcategory="{dataset} × {model}",
+            labels={
+                "figure": "most / least conforming captions (Fig. 8)",
+                "dataset": "{dataset}",
+                "model": "{model}",
+            },
         ),
         captions_pdf=stage_dir("conformity", "extremes_captions.pdf"),
     log:
@@ -63,6 +78,11 @@ rule kl_matching:
             caption="../report/kl_matching/distributions.rst",
             category="KL matching",
             subcategory="{dataset} × {model}",
+            labels={
+                "figure": "conformity distributions (Fig. 10)",
+                "dataset": "{dataset}",
+                "model": "{model}",
+            },
         ),
         dist_pdf=stage_dir("kl_matching", "distributions.pdf"),
         curve_png=report(
@@ -70,6 +90,11 @@ rule kl_matching:
             caption="../report/kl_matching/kl_curve.rst",
             category="KL matching",
             subcategory="{dataset} × {model}",
+            labels={
+                "figure": "KL vs α (Fig. 11)",
+                "dataset": "{dataset}",
+                "model": "{model}",
+            },
         ),
         curve_pdf=stage_dir("kl_matching", "kl_curve.pdf"),
     log:
@@ -98,6 +123,11 @@ rule conformity_compare:
             caption="../report/conformity_compare/compare.rst",
             category="Conformity comparison",
             subcategory="{dataset} × {model}",
+            labels={
+                "figure": "external sets' conformity (Fig. 13)",
+                "dataset": "{dataset}",
+                "model": "{model}",
+            },
         ),
         compare_pdf=stage_dir("conformity_compare", "compare.pdf"),
     log:
@@ -126,6 +156,11 @@ rule vslerp:
             caption="../report/vslerp/vslerp_neighbours.rst",
             category="vSLERP",
             subcategory="{dataset} × {model}",
+            labels={
+                "figure": "vSLERP paths (Fig. 12)",
+                "dataset": "{dataset}",
+                "model": "{model}",
+            },
         ),
         paths_pdf=stage_dir("vslerp", "vslerp_neighbours.pdf"),
         stats_png=report(
@@ -133,6 +168,11 @@ rule vslerp:
             caption="../report/vslerp/vslerp_stats.rst",
             category="vSLERP",
             subcategory="{dataset} × {model}",
+            labels={
+                "figure": "vSLERP cosine and norm",
+                "dataset": "{dataset}",
+                "model": "{model}",
+            },
         ),
         stats_pdf=stage_dir("vslerp", "vslerp_stats.pdf"),
     log:
@@ -171,6 +211,11 @@ rule concept_frequency:
             caption="../report/concept_frequency/concept_frequency.rst",
             category="Concept frequency",
             subcategory="{dataset} × {model}",
+            labels={
+                "figure": "conformity vs concept frequency",
+                "dataset": "{dataset}",
+                "model": "{model}",
+            },
         ),
         figure_pdf=stage_dir("concept_frequency", "concept_frequency.pdf"),
     log:

@@ -16,6 +16,11 @@ rule separability:
             caption="../report/separability/sep_sorted.rst",
             category="Separability",
             subcategory="{dataset} × {model}",
+            labels={
+                "figure": "separability Sep(ℓ), sorted (Eq. 5)",
+                "dataset": "{dataset}",
+                "model": "{model}",
+            },
         ),
         sorted_pdf=stage_dir("separability", "sep_sorted.pdf"),
         mean_std_png=report(
@@ -23,6 +28,11 @@ rule separability:
             caption="../report/separability/top_mean_over_std.rst",
             category="Separability",
             subcategory="{dataset} × {model}",
+            labels={
+                "figure": "top |mean|/std features (Fig. 3)",
+                "dataset": "{dataset}",
+                "model": "{model}",
+            },
         ),
         mean_std_pdf=stage_dir("separability", "top_mean_over_std.pdf"),
         hist_png=report(
@@ -30,6 +40,11 @@ rule separability:
             caption="../report/separability/top_feature_hist.rst",
             category="Separability",
             subcategory="{dataset} × {model}",
+            labels={
+                "figure": "most separable features (Fig. 2)",
+                "dataset": "{dataset}",
+                "model": "{model}",
+            },
         ),
         hist_pdf=stage_dir("separability", "top_feature_hist.pdf"),
         svm_png=report(
@@ -37,6 +52,11 @@ rule separability:
             caption="../report/separability/svm_top2.rst",
             category="Separability",
             subcategory="{dataset} × {model}",
+            labels={
+                "figure": "SVM on the top-2 features (Fig. 2)",
+                "dataset": "{dataset}",
+                "model": "{model}",
+            },
         ),
         svm_pdf=stage_dir("separability", "svm_top2.pdf"),
     log:
@@ -71,6 +91,11 @@ rule thin_shell:
             caption="../report/thin_shell/centred_features.rst",
             category="Thin shell",
             subcategory="{dataset} × {model}",
+            labels={
+                "figure": "centred features x̃ (Fig. 4)",
+                "dataset": "{dataset}",
+                "model": "{model}",
+            },
         ),
         features_pdf=stage_dir("thin_shell", "centred_features.pdf"),
         norms_png=report(
@@ -78,6 +103,11 @@ rule thin_shell:
             caption="../report/thin_shell/norms.rst",
             category="Thin shell",
             subcategory="{dataset} × {model}",
+            labels={
+                "figure": "norms ‖x̃‖ (Fig. 4)",
+                "dataset": "{dataset}",
+                "model": "{model}",
+            },
         ),
         norms_pdf=stage_dir("thin_shell", "norms.pdf"),
     log:
@@ -112,6 +142,11 @@ rule covariance:
             caption="../report/covariance/variance_hist.rst",
             category="Covariance",
             subcategory="{dataset} × {model}",
+            labels={
+                "figure": "feature variances (Fig. 5)",
+                "dataset": "{dataset}",
+                "model": "{model}",
+            },
         ),
         variance_pdf=stage_dir("covariance", "variance_hist.pdf"),
         odd_png=report(
@@ -119,6 +154,11 @@ rule covariance:
             caption="../report/covariance/odd_hist.rst",
             category="Covariance",
             subcategory="{dataset} × {model}",
+            labels={
+                "figure": "off-diagonal dominance (Fig. 5)",
+                "dataset": "{dataset}",
+                "model": "{model}",
+            },
         ),
         odd_pdf=stage_dir("covariance", "odd_hist.pdf"),
         spectrum_png=report(
@@ -126,6 +166,11 @@ rule covariance:
             caption="../report/covariance/eigen_spectrum.rst",
             category="Covariance",
             subcategory="{dataset} × {model}",
+            labels={
+                "figure": "eigen-spectrum",
+                "dataset": "{dataset}",
+                "model": "{model}",
+            },
         ),
         spectrum_pdf=stage_dir("covariance", "eigen_spectrum.pdf"),
         whitening_png=report(
@@ -133,6 +178,7 @@ rule covariance:
             caption="../report/covariance/whitening.rst",
             category="Covariance",
             subcategory="{dataset} × {model}",
+            labels={"figure": "whitening", "dataset": "{dataset}", "model": "{model}"},
         ),
         whitening_pdf=stage_dir("covariance", "whitening.pdf"),
     log:
@@ -167,6 +213,11 @@ rule origin_distance:
             caption="../report/origin_distance/origin_distance.rst",
             category="Origin distance",
             subcategory="{dataset} × {model}",
+            labels={
+                "figure": "distance from the origin",
+                "dataset": "{dataset}",
+                "model": "{model}",
+            },
         ),
         origin_pdf=stage_dir("origin_distance", "origin_distance.pdf"),
         root_png=report(
@@ -174,6 +225,11 @@ rule origin_distance:
             caption="../report/origin_distance/root_cosine_distance.rst",
             category="Origin distance",
             subcategory="{dataset} × {model}",
+            labels={
+                "figure": "cosine distance from [ROOT]",
+                "dataset": "{dataset}",
+                "model": "{model}",
+            },
         ),
         root_pdf=stage_dir("origin_distance", "root_cosine_distance.pdf"),
     log:

@@ -17,6 +17,11 @@ rule alpha_sweep:
             caption="../report/alpha_sweep/loss_curves.rst",
             category="Loss (alpha sweep)",
             subcategory="{dataset} × {model}",
+            labels={
+                "figure": "loss under a mean shift (Fig. 6)",
+                "dataset": "{dataset}",
+                "model": "{model}",
+            },
         ),
         loss_pdf=stage_dir("alpha_sweep", "loss_curves.pdf"),
         geometry_png=report(
@@ -24,6 +29,11 @@ rule alpha_sweep:
             caption="../report/alpha_sweep/geometry_curves.rst",
             category="Loss (alpha sweep)",
             subcategory="{dataset} × {model}",
+            labels={
+                "figure": "loss per logit geometry",
+                "dataset": "{dataset}",
+                "model": "{model}",
+            },
         ),
         geometry_pdf=stage_dir("alpha_sweep", "geometry_curves.pdf"),
     log:
@@ -59,6 +69,11 @@ rule blur_simulation:
             caption="../report/blur_simulation/blur_histograms.rst",
             category="Blur simulation",
             subcategory="Fig. 7",
+            labels={
+                "figure": "blur histograms (Fig. 7)",
+                "dataset": "simulated",
+                "model": "none",
+            },
         ),
         hist_pdf=f"{BLUR_DIR}/blur_histograms.pdf",
     log:

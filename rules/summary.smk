@@ -13,21 +13,33 @@ rule summary:
             caption="../report/summary/summary_json.rst",
             category="Summary",
             subcategory="{dataset} × {model}",
-            labels={"file": "summary.json"},
+            labels={
+                "file": "summary.json",
+                "dataset": "{dataset}",
+                "model": "{model}",
+            },
         ),
         table=report(
             "results/{dataset}/{model}/summary_table.csv",
             caption="../report/summary/summary_table.rst",
             category="Summary",
             subcategory="{dataset} × {model}",
-            labels={"file": "summary_table.csv"},
+            labels={
+                "file": "summary_table.csv",
+                "dataset": "{dataset}",
+                "model": "{model}",
+            },
         ),
         paper_table=report(
             "results/{dataset}/{model}/paper_vs_run.csv",
             caption="../report/summary/paper_vs_run.rst",
             category="Summary",
             subcategory="{dataset} × {model}",
-            labels={"file": "paper_vs_run.csv"},
+            labels={
+                "file": "paper_vs_run.csv",
+                "dataset": "{dataset}",
+                "model": "{model}",
+            },
         ),
     log:
         "results/{dataset}/{model}/logs/summary.log",

@@ -18,7 +18,11 @@ for _m, _c in MODELS.items():
                     caption="../report/train/training.rst",
                     category="Training",
                     subcategory=_m,
-                    labels={"figure": "training", "model": _m},
+                    labels={
+                        "figure": "training",
+                        "dataset": f"world {_c['train']['world']}",
+                        "model": _m,
+                    },
                 ),
                 pdf=f"results/models/{_m}/training.pdf",
             log:
