@@ -147,7 +147,9 @@ def sweep_threads(wildcards):
     (it runs serially below 2,048 pairs), so that it does not hold a core it leaves idle.
     """
     d = DATASETS[wildcards.dataset]
-    return 1 if d["kind"] in ("demo", "world") and int(d.get("n_images", 0)) < 2048 else 2
+    return (
+        1 if d["kind"] in ("demo", "world") and int(d.get("n_images", 0)) < 2048 else 2
+    )
 
 
 def code_version(*modules):
