@@ -132,7 +132,10 @@ def all_numbers(
     keys: Sequence[str],
     title: str = "Every numeric headline key (each row scaled to its own min–max)",
 ):
-    """Heatmap: keys (rows) × dataset × model (columns), per-row min–max colour, values written in."""
+    """Heatmap: keys (rows) × dataset × model (columns), per-row min–max colour, values written in.
+
+    Up to 6 dataset × model columns fit the page width; more make the figure wider than a page (the values
+    stay legible)."""
     plt = _plt()
     labels = [f"{r['dataset']} × {r['model']}" for r in rows]
     if not keys or not rows:

@@ -66,14 +66,14 @@ def apply() -> None:
 
 
 def subplots(nrows: int = 1, ncols: int = 1, *, width: float = PAGE_WIDTH, height: float = 2.6, **kw):
-    """``plt.subplots`` with the shared style, a page-fitting width and constrained layout (which keeps the
-    figure title, panel titles, labels and legends clear of each other)."""
+    """``plt.subplots`` with the shared style, a page-fitting width (default :data:`PAGE_WIDTH`) and
+    constrained layout (which keeps the figure title, panel titles, labels and legends clear of each other)."""
     import matplotlib.pyplot as plt
 
     apply()
     kw.setdefault("layout", "constrained")
     kw.setdefault("squeeze", False)
-    return plt.subplots(nrows, ncols, figsize=(min(width, PAGE_WIDTH), height), **kw)
+    return plt.subplots(nrows, ncols, figsize=(width, height), **kw)
 
 
 def suptitle(fig, title: str, label: str = ""):
