@@ -103,7 +103,9 @@ def main(job):
 
     write_csv(job.output.values, rows)
     save_figure(
-        pc.compare_distributions(ref_name, ref_conf, set_values, p["bins"]),
+        pc.compare_distributions(
+            ref_name, ref_conf, set_values, p["bins"], label=f"({job.wildcards.dataset} × {job.wildcards.model})"
+        ),
         job.output.compare_png,
         job.output.compare_pdf,
         demo=demo,

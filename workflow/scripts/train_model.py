@@ -13,6 +13,11 @@ def main(job):
 
     log = setup_logging(job)
     t = dict(job.params.train)
+    # train.threads, not the job's: float sums depend on the thread count, and the same seed must give the same
+    # weights whatever --cores a run was given (Snakemake scales a job's threads down to --cores)
+    from clipgeom.threads import confine
+
+    confine(int(t["threads"]))
     device = job.params.device
     if device == "auto":
         from clipgeom.embed import resolve_device

@@ -80,8 +80,11 @@ def main(job):
         for g in grid
     ]
     write_csv(job.output.values, rows)
-    save_figure(pc.vslerp_neighbours(fig_rows, len(theta)), job.output.paths_png, job.output.paths_pdf, demo=demo)
-    save_figure(pc.vslerp_stats(paths), job.output.stats_png, job.output.stats_pdf, demo=demo)
+    label = f"({job.wildcards.dataset} × {job.wildcards.model})"
+    save_figure(
+        pc.vslerp_neighbours(fig_rows, len(theta), label=label), job.output.paths_png, job.output.paths_pdf, demo=demo
+    )
+    save_figure(pc.vslerp_stats(paths, label=label), job.output.stats_png, job.output.stats_pdf, demo=demo)
 
     mid = len(theta) // 2
     by_alpha = {}
