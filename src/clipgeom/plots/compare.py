@@ -45,6 +45,23 @@ def _order(values: Sequence[str]) -> list[str]:
     return out
 
 
+def _honest_ylim(ax, values, min_rel_span: float = 0.2) -> None:
+    """y limits that show the data's range without magnifying a rounding difference: the span is at least
+    ``min_rel_span`` of the largest magnitude (all values equal: a band around them), padded by a fifth; the
+    limits also keep what is already drawn (a reference line)."""
+    if not values:
+        return
+    lo0, hi0 = ax.get_ylim()
+    lo, hi = min(values), max(values)
+    scale = max(abs(lo), abs(hi), 1e-12)
+    span = max(hi - lo, min_rel_span * scale)
+    mid = (lo + hi) / 2
+    lo, hi = mid - 0.6 * span, mid + 0.6 * span
+    drawn = [ln.get_ydata()[0] for ln in ax.get_lines() if len(set(np.atleast_1d(ln.get_ydata()))) == 1]
+    lo, hi = min([lo, *drawn]), max([hi, *drawn])
+    ax.set_ylim(lo, hi)
+
+
 def headline_grid(
     rows: Sequence[Mapping],
     keys: Sequence[str],
@@ -101,15 +118,16 @@ def headline_grid(
                     xytext=(5, 3) if j % 2 == 0 else (5, -9),
                 )
         pv = paper.get(key)
-        if is_number(pv):
+        # the paper's number only beside a run of the paper's setup (COCO val2017 x ViT-B/32/openai)
+        if is_number(pv) and any(r.get("paper_setup") is True for r in rows):
             ax.axhline(float(pv), color="0.3", linestyle="--", linewidth=0.9, label="paper (COCO, ViT-B/32)")
+        _honest_ylim(ax, [float(r[key]) for r in rows if is_number(r.get(key))])
         head, _, leaf = key.rpartition(".")
         ax.set_title(head or key, fontsize=8)
         ax.set_ylabel(leaf if head else "value", fontsize=8)
         ax.set_xticks(x)
         ax.set_xticklabels(models, rotation=30, ha="right")
         ax.set_xlim(-0.6, len(models) - 0.4)
-        ax.margins(y=0.22)
         ax.grid(axis="y", alpha=0.3)
     for k in range(len(keys), nrows * ncols):
         axes[k // ncols][k % ncols].axis("off")

@@ -161,22 +161,51 @@ def extremes_images(most: Sequence[Mapping], least: Sequence[Mapping], label: st
     return fig
 
 
+def _caption_rows(items: Sequence[Mapping]) -> list[str]:
+    """One row per distinct caption text: its C (the range when the same text occurs several times) and the count."""
+    groups: dict[str, list[float]] = {}
+    for it in items:
+        groups.setdefault(" ".join(str(it["label"]).split()), []).append(float(it["value"]))
+    rows = []
+    for text, vals in groups.items():
+        c = f"{vals[0]:.4f}" if len(vals) == 1 else f"{max(vals):.4f}–{min(vals):.4f}"
+        rows.append([c, f"×{len(vals)}" if len(vals) > 1 else "", _short(text, 70)])
+    return rows
+
+
 def extremes_captions(most: Sequence[Mapping], least: Sequence[Mapping], label: str = "") -> plt.Figure:
-    """Fig. 8 (captions): the most and least conforming captions with their C."""
-    lines = ["Most conforming (C, caption)"]
-    lines += [f"  {it['value']:.4f}  {_short(it['label'])}" for it in most] or ["  (no captions)"]
-    lines += ["", "Least conforming (C, caption)"]
-    lines += [f"  {it['value']:.4f}  {_short(it['label'])}" for it in least] or ["  (no captions)"]
+    """Fig. 8 (captions): the most and least conforming captions with their C, as two tables; a caption text
+    that occurs several times (paraphrase templates repeat) is one row with its count and range of C."""
+    blocks = [("Most conforming", _caption_rows(most)), ("Least conforming", _caption_rows(least))]
+    n = sum(max(len(r), 1) + 2 for _, r in blocks)
+    height = 0.19 * n + 0.5
     style.apply()
-    height = 0.135 * len(lines) + 0.6
-    fig = plt.figure(figsize=(style.PAGE_WIDTH, height))
-    fig.suptitle(
-        f"Most and least conforming captions (Fig. 8) {label}".strip(),
-        y=1 - 0.08 / height,
-        va="top",
-        fontsize=style.RC["figure.titlesize"],
+    fig, axes = plt.subplots(
+        2,
+        1,
+        figsize=(style.PAGE_WIDTH, height),
+        gridspec_kw={"height_ratios": [max(len(r), 1) + 1 for _, r in blocks]},
     )
-    fig.text(0.01, 1 - 0.45 / height, "\n".join(lines), va="top", ha="left", fontsize=8, family="monospace")
+    for ax, (title, rows) in zip(axes, blocks, strict=True):
+        ax.axis("off")
+        ax.set_title(title, loc="left", fontsize=9)
+        if not rows:
+            ax.text(0.0, 0.5, "(no captions)", fontsize=8, va="center")
+            continue
+        table = ax.table(
+            cellText=rows,
+            colLabels=["C (Eq. 10)", "n", "caption"],
+            colWidths=[0.17, 0.06, 0.77],
+            cellLoc="left",
+            colLoc="left",
+            loc="upper left",
+            edges="horizontal",
+        )
+        table.auto_set_font_size(False)
+        table.set_fontsize(8)
+        table.scale(1, 1.1)
+    style.suptitle(fig, "Most and least conforming captions (Fig. 8)", label)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / height), h_pad=0.2)
     return fig
 
 

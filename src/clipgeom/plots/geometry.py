@@ -137,22 +137,27 @@ def plot_svm_top2(x2, y, features, w, b, accuracy: float, label: str = "", max_p
 # thin shell
 # ---------------------------------------------------------------------------
 def plot_centred_features(per_mod: dict, n_features: int, label: str = ""):
-    """Fig. 4 (left): histograms of the first features of x̃ = v − m, per modality."""
-    import matplotlib as mpl
-
-    fig, axes = style.subplots(1, 2, width=style.PAGE_WIDTH, height=3.0)
-    cmap = mpl.colormaps["viridis"]  # features, not modalities: no image/text colour
-    for ax, mod in zip(axes[0], ("image", "text"), strict=False):
+    """Fig. 4 (left): histograms of the first features of x̃ = v − m, one small panel per feature and modality
+    (rows: image, then text; a shared x range per modality; the dotted line is 0)."""
+    n = max(int(n_features), 1)
+    cols = min(n, 5)
+    rows_per_mod = -(-n // cols)
+    fig, axes = style.subplots(2 * rows_per_mod, cols, width=style.PAGE_WIDTH, height=1.45 * 2 * rows_per_mod + 0.7)
+    for m_i, mod in enumerate(("image", "text")):
         e, c = per_mod[mod]["feat_edges"], per_mod[mod]["feat_counts"]
-        for j in range(n_features):
-            _hist_from_counts(
-                ax, e[j], _density(c[j], e[j]), color=cmap(j / max(n_features - 1, 1)), lw=1, label=f"{j}"
-            )
-        ax.set_title(f"{mod}: first {n_features} centred features", color=COLORS[mod])
-        ax.set_xlabel("x̃(ℓ) = v(ℓ) − m(ℓ)")
-        ax.set_ylabel("density")
-        style.legend(ax, ncol=2, title="feature ℓ", loc="upper right", handlelength=1.0, columnspacing=0.8)
-    style.suptitle(fig, "Centred features are unimodal around 0 (Fig. 4)", label)
+        lo = min(float(np.min(e[j])) for j in range(n))
+        hi = max(float(np.max(e[j])) for j in range(n))
+        for j in range(n):
+            ax = axes[m_i * rows_per_mod + j // cols, j % cols]
+            _hist_from_counts(ax, e[j], _density(c[j], e[j]), color=COLORS[mod], lw=1)
+            ax.axvline(0.0, color=style.REFERENCE, ls=":", lw=0.8)
+            ax.set_xlim(lo, hi)
+            ax.set_title(f"{mod}, ℓ = {j}", color=COLORS[mod], fontsize=8, pad=2)
+            ax.set_ylabel("density", fontsize=8, labelpad=1)
+            ax.set_xlabel(f"x̃({j})", fontsize=8, labelpad=1)
+        for j in range(n, rows_per_mod * cols):  # unused panels of a short last row
+            axes[m_i * rows_per_mod + j // cols, j % cols].set_visible(False)
+    style.suptitle(fig, f"The first {n} centred features x̃(ℓ) = v(ℓ) − m(ℓ) (Fig. 4)", label)
     return fig
 
 
@@ -181,7 +186,7 @@ def plot_norms(per_mod: dict, bins: int = 60, label: str = ""):
         ax.set_ylabel("density")
         ax.set_title(title)
         style.legend(ax, loc="upper left")
-    style.suptitle(fig, "Thin shell: norms are concentrated away from 0 (Fig. 4)", label)
+    style.suptitle(fig, "Norms of the centred and the raw embeddings (Fig. 4)", label)
     return fig
 
 
