@@ -459,6 +459,10 @@ def figure_problems(fig, label: str | None = None) -> list[str]:
     for ax in fig.axes:
         if not ax.get_visible():
             continue
+        if getattr(ax, "_colorbar", None) is not None:  # a colour bar: its one axis carries the label
+            if not (ax.get_ylabel().strip() or ax.get_xlabel().strip()):
+                problems.append("a colour bar without a label")
+            continue
         data = _has_data(ax)
         has_note = any(t.get_visible() and t.get_text().strip() for t in ax.texts)
         if ax.axison and not data and not has_note:

@@ -148,9 +148,13 @@ def headline_grid(
 def all_numbers(
     rows: Sequence[Mapping],
     keys: Sequence[str],
-    title: str = "Every numeric headline key (each row scaled to its own min–max)",
+    title: str = "Every numeric headline key: relative difference from the row's median",
+    clip: float = 0.5,
 ):
-    """Heatmap: keys (rows) × dataset × model (columns), per-row min–max colour, values written in.
+    """Heatmap: keys (rows) × dataset × model (columns), values written in, coloured by the relative difference
+    from the row's median, (v − median) / |median|, on a diverging scale clipped at ±``clip`` (white: as the
+    median). So 81° against 83° stays near white, 120 against 360 is dark: the colour shows how far apart the
+    numbers are, not only their order (a per-row min–max colour makes any two unequal numbers look opposite).
 
     Up to 6 dataset × model columns fit the page width; more make the figure wider than a page (the values
     stay legible)."""
@@ -167,15 +171,18 @@ def all_numbers(
         ok = np.isfinite(row)
         if not ok.any():
             continue
-        lo, hi = row[ok].min(), row[ok].max()
-        scaled[i, ok] = 0.5 if hi == lo else (row[ok] - lo) / (hi - lo)
+        med = float(np.median(row[ok]))
+        denom = max(abs(med), float(np.max(np.abs(row[ok]))) * 1e-3, 1e-12)
+        scaled[i, ok] = np.clip((row[ok] - med) / denom, -clip, clip)
     h = 0.2 * len(keys) + 1.6
     # the key names take about 2.6 in at 8 pt; the columns share what is left of the page (0.62 in at least)
     w = min(style.PAGE_WIDTH, 2.9 + 0.85 * len(rows)) if len(rows) <= 6 else 2.9 + 0.62 * len(rows)
     fig, axes = style.subplots(width=w, height=h)
     ax = axes[0, 0]
-    cmap = plt.get_cmap("viridis").with_extremes(bad="0.9")
-    ax.imshow(np.ma.masked_invalid(scaled), aspect="auto", cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+    cmap = plt.get_cmap("PuOr").with_extremes(bad="0.9")  # diverging, not the modality colours
+    im = ax.imshow(
+        np.ma.masked_invalid(scaled), aspect="auto", cmap=cmap, vmin=-clip, vmax=clip, interpolation="nearest"
+    )
     for i in range(len(keys)):
         for j in range(len(rows)):
             v = vals[i, j]
@@ -187,12 +194,14 @@ def all_numbers(
                 ha="center",
                 va="center",
                 fontsize=8,
-                color="white" if np.isfinite(s) and s < 0.55 else "black",
+                color="white" if np.isfinite(s) and abs(s) > 0.6 * clip else "black",
             )
     ax.set_yticks(range(len(keys)))
     ax.set_yticklabels(keys)
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels([lab.replace(" × ", " ×\n") for lab in labels], rotation=0)
     ax.xaxis.tick_top()
+    cb = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
+    cb.set_label("(value − row median) / |median|, clipped")
     style.suptitle(fig, title)
     return fig
