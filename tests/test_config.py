@@ -32,6 +32,7 @@ def test_shipped_configs_validate_and_fill_defaults():
         "model_config": None,
         "init_seed": None,
         "train": None,
+        "arm": None,
     }
     assert cfg["datasets"]["coco_val2017"]["captions_per_image"] is None
 
