@@ -316,10 +316,10 @@ def made_here(c):
 def model_cfg(model):
     """A model's config as its embedding job reads it (random or trained weights are a workflow product).
 
-    The training settings are left out: the checkpoint is an input of the embedding job, so a model
-    trained again is embedded again, and models without training keep the params they had.
+    The training settings and the experiment arm label are left out: the checkpoint is an input of the
+    embedding job, so a model trained again is embedded again, and other models keep the params they had.
     """
-    c = canonical({k: v for k, v in MODELS[model].items() if k != "train"})
+    c = canonical({k: v for k, v in MODELS[model].items() if k not in ("train", "arm")})
     if (
         made_here(MODELS[model])
         and c["pretrained"]
