@@ -28,7 +28,7 @@ from workflow_utils import REPO, SNAKEMAKE, demo_config, run_snakemake, snakemak
 pytestmark = pytest.mark.slow
 
 # What depends on every per-dataset x model stage: the summary, the cross-model comparison, the target rule.
-DOWNSTREAM = {"summary", "compare_models", "all"}
+DOWNSTREAM = {"summary", "compare_models", "report_tables", "all"}
 # Rules that produce the embeddings (and what they are made from): never rerun by a stage's change.
 EMBEDDING_RULES = {
     "make_demo_data",
