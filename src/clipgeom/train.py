@@ -109,7 +109,6 @@ def train_clip(
     seed: int = 0,
     log_every: int = 20,
     device: str = "cpu",
-    progress=None,
 ):
     """Train ``arch`` on ``world``; return ``(model, TrainResult)``. See the module docstring."""
     import open_clip
@@ -190,8 +189,6 @@ def train_clip(
                 f"{(step + 1) / el:.2f} steps/s  ETA {(steps - step - 1) / max((step + 1) / el, 1e-9):.0f} s"
             )
             log.info(msg)
-            if progress is not None and progress is not getattr(log, "stream", None):
-                pass
     seconds = time.perf_counter() - t0
     model.eval()
     final_scale = float(model.logit_scale.detach().exp().clamp(max=MAX_LOGIT_SCALE))

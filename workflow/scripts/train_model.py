@@ -1,6 +1,6 @@
 """Train a small open_clip model on a synthetic world; write its checkpoint (weights only), metrics and curve."""
 
-from clipgeom.scripting import get_job, log_stream, setup_logging
+from clipgeom.scripting import get_job, setup_logging
 
 
 def main(job):
@@ -39,7 +39,6 @@ def main(job):
         n_eval=t["n_eval"],
         seed=t["seed"],
         device=device,
-        progress=log_stream(job),
     )
     with atomic_path(job.output.checkpoint) as tmp:
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
